@@ -1,0 +1,241 @@
+"""The one typed configuration object of the pipeline.
+
+Every threshold has the method's default and, in a comment, where it comes from:
+``[M §x]`` refers to ``shared/reference/leader360v_pipeline.md`` (the Leader360V code release),
+``[ours]`` marks a choice of this project where the method is silent or weak.
+
+The hash of the configuration names the run folder (``videos/{id}/runs/{config_hash}/``), so a
+backfill with a changed threshold writes beside the old outputs instead of over them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tasks.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VideoConfig(_Section):
+    # Frames per second to label. None = every input frame [issue #2: "by default every input
+    # frame is labeled"].
+    fps: float | None = Field(default=None, gt=0, le=120)
+    # Processing width. None = min(input width, max_width) [issue #2].
+    width: int | None = Field(default=None, ge=64, le=8192)
+    # ERP normalised to 2048x1024 for processing [M §1.1, §6 row 11].
+    max_width: int = Field(default=2048, ge=64, le=8192)
+    # JPEG quality of decoded frames (SAM2 reads a folder of JPEGs) [ours].
+    jpeg_quality: int = Field(default=95, ge=50, le=100)
+    # Longest accepted video; protects the workers from a mislabeled multi-hour upload [ours].
+    max_seconds: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _even_width(self) -> VideoConfig:
+        if self.width is not None and self.width % 2:
+            raise ValueError("video.width must be even (ERP frames are exactly 2:1)")
+        if self.max_width % 2:
+            raise ValueError("video.max_width must be even")
+        return self
+
+
+class TilingConfig(_Section):
+    # Wrap-pad 12.5% per side, three overlapping square tiles [M §1.2(a)].
+    pad_ratio: float = Field(default=0.125, gt=0, lt=0.5)
+    tiles: int = Field(default=3, ge=1, le=8)
+
+
+class ProposeConfig(_Section):
+    # Class-agnostic entity proposer (CropFormer in the method [M §1.2(b)]; classical on CPU).
+    entity_backend: Literal["superpixel"] = "superpixel"
+    # Independent panoptic/semantic voters (OneFormer x3 in the method [M §1.2(b)]).
+    panoptic_backends: tuple[str, ...] = ("color_prior", "cluster_prior")
+    # Tile-merge IoU inside the overlap strip and across the seam [M §1.2(b) fuse_instances].
+    tile_merge_iou: float = Field(default=0.5, gt=0, le=1)
+    # Entity masks under 100 px at 2048 width are dropped, scaled with area [M §1.2(b)].
+    min_area_px_at_2048: int = Field(default=100, ge=0)
+    # Superpixel proposer: number of SLIC segments per 1024^2 tile, and the colour distance
+    # (CIELAB) under which adjacent regions merge [ours: tuned on tasks.synth clips].
+    superpixels_per_tile: int = Field(default=600, ge=16)
+    merge_threshold: float = Field(default=14.0, gt=0)
+
+
+class VerifyConfig(_Section):
+    # A voter matches an entity mask when one of its masks overlaps with IoU > 0.5
+    # (match_iou_threshold in the method's config; code default 0.6) [M §1.2(c)].
+    vote_iou: float = Field(default=0.5, gt=0, le=1)
+    # Label accepted when >= 2 voters matched and all agree [M §1.2(c)].
+    min_votes: int = Field(default=2, ge=1)
+    # Label verifier for everything the vote did not settle [M §1.2(d)].
+    verifier: Literal["embedding", "none"] = "embedding"
+    # Cosine similarity under which a free-text label is not trusted -> "unknown" [ours].
+    embedding_min_similarity: float = Field(default=0.55, ge=-1, le=1)
+
+
+class SdrConfig(_Section):
+    # Overlapping pixels go to the smaller mask [M §1.2(b), §6 row 8].
+    exclusive: Literal["smaller_wins"] = "smaller_wins"
+    # Stuff classes are OR-merged into one object per class [M §1.2(b)].
+    merge_stuff: bool = True
+
+
+class PropagateConfig(_Section):
+    backend: Literal["flow"] = "flow"
+    # Dense optical flow is computed at this width (the id maps are warped at full size) [ours].
+    flow_width: int = Field(default=512, ge=64)
+    # Columns of wrap padding on each side, as a fraction of the width, so that flow sees the
+    # seam as continuous [ours; M §6 row 5 suggests 12.5%].
+    wrap_pad_ratio: float = Field(default=0.125, ge=0, lt=0.5)
+    # Forward-backward flow disagreement (px at flow_width) beyond which a pixel is treated as
+    # occluded/disoccluded and left unlabeled rather than smeared [ours].
+    fb_max_error: float = Field(default=1.5, gt=0)
+    # A track whose area falls under this many pixels (at 2048 width, area-scaled) is absent.
+    min_area_px_at_2048: int = Field(default=100, ge=0)
+
+
+class RefineConfig(_Section):
+    # Coverage checked at refine_hz on the frame grid, frame_idx % ceil(fps / refine_hz) == 0 [M §1.1].
+    refine_hz: float = Field(default=5.0, gt=0)
+    # rho = r0 - tau * ceil(fps/5) [M §1.3, covered_iou_tolerance].
+    tau: float = Field(default=0.002, ge=0)
+    # Re-SDR masks inherit an existing id at IoU > 0.3 [M §1.3].
+    reid_iou: float = Field(default=0.3, gt=0, le=1)
+    # Per-object trigger: area drop by more than half between two checks [M §6 row 2].
+    area_drop: float = Field(default=0.5, gt=0, lt=1)
+    # Coverage measured on the sphere (solid angle) or as the method does (pixels) [ours].
+    coverage: Literal["sphere", "pixel"] = "sphere"
+    # Also re-run the SDR every this many seconds, even without a coverage drop, so that objects
+    # that appear in front of labeled background are found [ours: the method's coverage rule
+    # cannot see them]. 0 disables.
+    keyframe_interval_s: float = Field(default=2.0, ge=0)
+
+
+class QaConfig(_Section):
+    # Tracks shorter than this are flagged for review [ours].
+    min_track_seconds: float = Field(default=0.3, ge=0)
+    # Width of the preview video [ours].
+    preview_width: int = Field(default=1024, ge=64)
+
+
+class ReleaseConfig(_Section):
+    # Per-frame coverage (solid-angle fraction) a released frame must reach; mostly=share of
+    # frames that must pass [ours].
+    min_frame_coverage: float = Field(default=0.2, ge=0, le=1)
+    min_frame_coverage_mostly: float = Field(default=0.95, gt=0, le=1)
+    # Deterministic split by video id hash [ours].
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    @model_validator(mode="after")
+    def _ratios(self) -> ReleaseConfig:
+        if abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
+            raise ValueError("release.split_ratios must be three non-negative numbers summing to 1")
+        return self
+
+
+class PipelineConfig(_Section):
+    video: VideoConfig = VideoConfig()
+    tiling: TilingConfig = TilingConfig()
+    propose: ProposeConfig = ProposeConfig()
+    verify: VerifyConfig = VerifyConfig()
+    sdr: SdrConfig = SdrConfig()
+    propagate: PropagateConfig = PropagateConfig()
+    refine: RefineConfig = RefineConfig()
+    qa: QaConfig = QaConfig()
+    release: ReleaseConfig = ReleaseConfig()
+
+    # -- identity -------------------------------------------------------------------------
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        """12 hex digits of sha256 over the canonical JSON: names the run folder."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PipelineConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # json/yaml syntax errors carry line numbers in str(exc)
+            raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        return cls.from_dict(data)
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> PipelineConfig:
+        """Deep-merge ``overrides`` (nested dict, or dotted keys like ``refine.tau``)."""
+        if not overrides:
+            return self
+        merged = self.model_dump(mode="json")
+        for key, value in _expand_dotted(overrides).items():
+            _deep_set(merged, key, value)
+        return PipelineConfig.from_dict(merged)
+
+    # -- derived values -------------------------------------------------------------------
+    def processing_width(self, input_width: int) -> int:
+        w = self.video.width or min(input_width, self.video.max_width)
+        return w - (w % 2)
+
+    def refine_step(self, fps: float) -> int:
+        """Frames between coverage checks: ceil(fps / refine_hz) [M §1.1]."""
+        return max(1, math.ceil(fps / self.refine.refine_hz))
+
+    def min_area(self, width: int, at_2048: int) -> int:
+        """An area threshold given at 2048 px width, scaled with image area."""
+        return int(round(at_2048 * (width / 2048.0) ** 2))
+
+
+def _expand_dotted(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        parts = str(k).split(".")
+        cur = out
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        if isinstance(v, dict):
+            cur[parts[-1]] = _expand_dotted(v)
+        else:
+            cur[parts[-1]] = v
+    return out
+
+
+def _deep_set(target: dict, key: str, value: Any) -> None:
+    if isinstance(value, dict) and isinstance(target.get(key), dict):
+        for k, v in value.items():
+            _deep_set(target[key], k, v)
+    else:
+        target[key] = value
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{loc}: {err['msg']}")
+    return "invalid pipeline configuration:\n  " + "\n  ".join(lines)

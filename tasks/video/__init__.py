@@ -1,0 +1,1 @@
+"""Video I/O through ffmpeg: probing/validation and frame decode/encode."""

@@ -1,0 +1,155 @@
+"""Probe a video with ffprobe and decide whether it is an ERP video we can label.
+
+Rejections carry a reason code and a message for the uploader (see :class:`InputRejected`):
+``not_a_video``, ``still_image``, ``truncated``, ``no_frames``, ``not_equirectangular``,
+``too_long``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from tasks.errors import InputRejected, PipelineError
+
+# ERP exports are sometimes a few pixels off 2:1 (e.g. 5760x2882); accept 0.5% and normalise.
+_ASPECT_TOLERANCE = 0.005
+_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "gif", "apng"}
+# Containers whose header starts with an ftyp box: a failed probe there means a cut-off upload.
+_ISO_BMFF_MAGIC = b"ftyp"
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    width: int            # coded frame size
+    height: int
+    fps: float
+    n_frames: int         # packets actually present in the file
+    duration: float
+    codec: str
+    container: str
+    layout: str           # "mono" | "top-bottom" | "left-right"
+    spherical: bool       # carries spherical (equirectangular) metadata
+    eye_width: int        # size of the ERP picture we label (one eye for stereo)
+    eye_height: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def require_ffmpeg() -> None:
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            raise PipelineError(
+                f"{tool} is not on PATH: install ffmpeg (Debian: apt-get install ffmpeg); `make demo` and .ci/run do this"
+            )
+
+
+def _run_ffprobe(path: Path) -> tuple[dict | None, str]:
+    require_ffmpeg()
+    cmd = ["ffprobe", "-v", "error", "-count_packets", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, timeout=600)
+    err = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        return None, err
+    try:
+        return json.loads(proc.stdout.decode("utf-8", "replace") or "{}"), err
+    except json.JSONDecodeError:
+        return None, err
+
+
+def _rate(s: str | None) -> float:
+    try:
+        r = Fraction(s) if s else Fraction(0)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return float(r) if r > 0 else 0.0
+
+
+def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
+    """Probe ``path``; raise :class:`InputRejected` with a reason if we cannot label it."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InputRejected("not_a_video", "the file is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    info, err = _run_ffprobe(path)
+    is_bmff = head[4:8] == _ISO_BMFF_MAGIC
+    if info is None:
+        if is_bmff:
+            raise InputRejected(
+                "truncated",
+                "the MP4/MOV file is cut off (ffprobe: " + _first_line(err) + "); re-upload the complete file",
+            )
+        raise InputRejected("not_a_video", "not a video file ffmpeg can read (ffprobe: " + _first_line(err) + ")")
+    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
+    fmt = info.get("format", {})
+    container = str(fmt.get("format_name", ""))
+    if not streams:
+        raise InputRejected("not_a_video", f"the file has no video stream (container {container or 'unknown'})")
+    v = streams[0]
+    if container in _IMAGE_FORMATS or (v.get("codec_name") in ("png", "bmp", "webp") and not fmt.get("duration")):
+        raise InputRejected("still_image", f"a still image ({v.get('codec_name')}), not a video; upload an ERP video")
+    width, height = int(v.get("width") or 0), int(v.get("height") or 0)
+    fps = _rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate"))
+    declared = int(v.get("nb_frames") or 0)
+    read = int(v.get("nb_read_packets") or 0)
+    duration = float(v.get("duration") or fmt.get("duration") or 0.0)
+    if "partial file" in err or (declared and read < declared):
+        raise InputRejected(
+            "truncated",
+            f"the file is cut off: the header promises {declared} frames but only {read} are present; "
+            "re-upload the complete file",
+            details={"declared_frames": declared, "present_frames": read},
+        )
+    if read == 0 or width == 0 or height == 0:
+        raise InputRejected("no_frames", "the video stream holds no frames")
+    if fps <= 0:
+        fps = read / duration if duration > 0 else 0.0
+    if fps <= 0:
+        raise InputRejected("no_frames", "cannot determine the frame rate of the video stream")
+    if not duration:
+        duration = read / fps
+    if duration > max_seconds:
+        raise InputRejected(
+            "too_long",
+            f"the video is {duration:.0f} s long, over the configured limit of {max_seconds:.0f} s "
+            "(video.max_seconds); split it or raise the limit",
+        )
+    side = {d.get("side_data_type"): d for d in v.get("side_data_list", []) or []}
+    spherical = side.get("Spherical Mapping", {}).get("projection") == "equirectangular"
+    stereo = side.get("Stereo 3D", {}).get("type", "2D")
+    if stereo == "top and bottom":
+        layout, eye_w, eye_h = "top-bottom", width, height // 2
+    elif stereo == "side by side":
+        layout, eye_w, eye_h = "left-right", width // 2, height
+    else:
+        layout, eye_w, eye_h = "mono", width, height
+    if layout == "mono":
+        if abs(width / height - 2.0) > 2.0 * _ASPECT_TOLERANCE:
+            hint = (
+                "; a 1:1 video is read as top-bottom stereo only when it carries spherical stereo metadata"
+                if width == height else ""
+            )
+            raise InputRejected(
+                "not_equirectangular",
+                f"the video is {width}x{height}, not 2:1 equirectangular (width must be 2 x height){hint}; "
+                "re-export it as an ERP/equirectangular projection",
+                details={"width": width, "height": height},
+            )
+    elif not spherical:
+        raise InputRejected(
+            "not_equirectangular",
+            f"{layout} stereo video without equirectangular spherical metadata; only ERP projection is supported",
+        )
+    return VideoProbe(width, height, fps, read, duration, str(v.get("codec_name")), container, layout, spherical, eye_w, eye_h)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no details"
