@@ -66,6 +66,15 @@ class ProposeConfig(_Section):
     # (CIELAB) under which adjacent regions merge [ours: tuned on tasks.synth clips].
     superpixels_per_tile: int = Field(default=600, ge=16)
     merge_threshold: float = Field(default=14.0, gt=0)
+    # Proposals are computed at this ERP width and upsampled (nearest) to the processing width;
+    # the CPU segmentors gain little from more pixels and cost 4x per doubling [ours].
+    work_width: int = Field(default=1024, ge=64)
+
+    @model_validator(mode="after")
+    def _even(self) -> ProposeConfig:
+        if self.work_width % 2:
+            raise ValueError("propose.work_width must be even")
+        return self
 
 
 class VerifyConfig(_Section):
@@ -77,7 +86,7 @@ class VerifyConfig(_Section):
     # Label verifier for everything the vote did not settle [M §1.2(d)].
     verifier: Literal["embedding", "none"] = "embedding"
     # Cosine similarity under which a free-text label is not trusted -> "unknown" [ours].
-    embedding_min_similarity: float = Field(default=0.55, ge=-1, le=1)
+    embedding_min_similarity: float = Field(default=0.5, ge=-1, le=1)
 
 
 class SdrConfig(_Section):
@@ -85,6 +94,9 @@ class SdrConfig(_Section):
     exclusive: Literal["smaller_wins"] = "smaller_wins"
     # Stuff classes are OR-merged into one object per class [M §1.2(b)].
     merge_stuff: bool = True
+    # An entity nobody could name that covers more than this share of the sphere is unlabeled
+    # background, not an object; it is dropped (and counted) instead of shipped as "unknown" [ours].
+    max_unknown_fraction: float = Field(default=0.05, ge=0, le=1)
 
 
 class PropagateConfig(_Section):
@@ -150,6 +162,10 @@ class PipelineConfig(_Section):
     refine: RefineConfig = RefineConfig()
     qa: QaConfig = QaConfig()
     release: ReleaseConfig = ReleaseConfig()
+    # Content hash (16 hex) of a prompts document stored under videos/{id}/prompts/: masks and
+    # ids a person gave for some frames; those objects are followed from the given masks.
+    # Part of the configuration because it changes the outputs (so it names a new run) [ours].
+    prompts: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
     # -- identity -------------------------------------------------------------------------
     def canonical_json(self) -> str:

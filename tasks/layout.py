@@ -50,6 +50,11 @@ def frame_key(frames_prefix_: str, index: int) -> str:
     return f"{frames_prefix_}{index:05d}.jpg"
 
 
+def prompts_key(video_id: str, sha: str) -> str:
+    """A user-provided prompts document (release format), by content hash."""
+    return video_prefix(video_id) + f"prompts/{sha}.json"
+
+
 def run_prefix(video_id: str, run: str) -> str:
     return video_prefix(video_id) + f"runs/{check_run_id(run)}/"
 

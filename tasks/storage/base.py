@@ -80,6 +80,14 @@ class ObjectStore(ABC):
     @abstractmethod
     def key_from_uri(self, uri: str) -> str: ...
 
+    @abstractmethod
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """Immediate "sub-folders" of ``prefix`` (like S3 CommonPrefixes), each ending in '/'."""
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy one object (remote stores override this with a server-side copy)."""
+        self.put_bytes(dst, self.get_bytes(src))
+
     # -- conveniences built on the primitives ---------------------------------------------
     def exists(self, key: str) -> bool:
         try:

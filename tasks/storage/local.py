@@ -116,6 +116,19 @@ class LocalStore(ObjectStore):
             return
         yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
+    def list_prefixes(self, prefix: str) -> list[str]:
+        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return []
+        return [prefix + c.name + "/" for c in sorted(base.iterdir()) if c.is_dir()]
+
+    def copy(self, src: str, dst: str) -> None:
+        s = self.path(src)
+        if not s.is_file():
+            raise ObjectNotFound(f"no object {src!r} in {self.root}")
+        self.put_file(dst, s)
+
     def delete(self, key: str) -> None:
         p = self.path(key)
         p.unlink(missing_ok=True)
@@ -151,9 +164,10 @@ class LocalStore(ObjectStore):
             raise ValueError(f"{uri!r} is not a file:// URI of this store")
         path = Path(unquote(parsed.path))
         try:
-            return path.relative_to(self.root).as_posix()
+            key = path.relative_to(self.root).as_posix()
         except ValueError as exc:
             raise ValueError(f"{uri!r} is outside the store root {self.root}") from exc
+        return key + "/" if parsed.path.endswith("/") else key  # a prefix stays a prefix
 
     # Local files need no temporary copy.
     @contextlib.contextmanager

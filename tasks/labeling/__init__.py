@@ -1,0 +1,1 @@
+"""Labeling logic shared by the stages: tile merge, vote, SDR composition, id re-linking."""

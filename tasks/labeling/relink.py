@@ -1,0 +1,190 @@
+"""Re-linking a fresh SDR result to the tracks being followed [M §1.3, §6 rows 6-7].
+
+The method's rule: new masks matched to the current ones by IoU > 0.3 keep the old id; an
+unmatched stuff mask of an existing class joins that object; everything else gets a new id; and
+objects the SDR does not find again lose their track. We keep the first three and fix the last:
+
+* every current track not re-detected is **re-added from its current mask**, so no track is
+  lost because a segmentor missed it once;
+* an unmatched new mask lying mostly inside one current thing track is a piece of it (the
+  segmentor split the object), not a new object;
+* an unmatched new thing near where a recently lost track was, with the same look, is that
+  track coming back (after an occlusion) rather than a new id.
+
+One class per track: a matched track keeps its class, except that ``unknown`` is upgraded when
+the new SDR names the object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tasks.geometry.components import spherical_centroid
+from tasks.labeling.overlap import pair_stats
+from tasks.labeling.sdr import FrameObjects
+from tasks.labeling.tracks import Track
+from tasks.vocabulary import UNKNOWN
+
+_PART_OF = 0.7          # share of a new mask inside one track that makes it part of that track
+_REID_COLOR = 18.0      # max CIELAB distance of mean colours for re-identification
+_REID_ANGLE = 2.5       # max angular distance, in units of the lost track's angular radius
+
+
+@dataclass
+class LostTrack:
+    frame: int
+    centroid: tuple[float, float]   # (lon, lat) radians
+    radius: float                   # angular radius (radians) of a disc of the same solid angle
+    color: np.ndarray               # mean CIELAB
+
+
+@dataclass
+class RelinkState:
+    """What re-linking remembers between calls: the last look of tracks that vanished."""
+
+    lost: dict[int, LostTrack] = field(default_factory=dict)
+    last_seen: dict[int, LostTrack] = field(default_factory=dict)
+
+
+def _look(mask: np.ndarray, lab: np.ndarray, frame: int) -> LostTrack | None:
+    c = spherical_centroid(mask)
+    if c is None:
+        return None
+    h, w = mask.shape
+    from tasks.geometry.erp import spherical_area
+
+    area = spherical_area(mask)
+    radius = float(np.arccos(max(-1.0, 1.0 - area / (2 * np.pi))))  # cap of the same solid angle
+    return LostTrack(frame, c, radius, lab[mask].mean(axis=0))
+
+
+def _angle(a: tuple[float, float], b: tuple[float, float]) -> float:
+    (l1, p1), (l2, p2) = a, b
+    return float(np.arccos(np.clip(np.sin(p1) * np.sin(p2) + np.cos(p1) * np.cos(p2) * np.cos(l1 - l2), -1, 1)))
+
+
+def remember(state: RelinkState, idmap: np.ndarray, lab: np.ndarray, frame: int, tracks: dict[int, Track]) -> None:
+    """Update the look of visible things and move vanished ones to the lost list."""
+    present = set(np.unique(idmap).tolist()) - {0}
+    for tid in present:
+        if tracks.get(tid) and tracks[tid].isthing:
+            look = _look(idmap == tid, lab, frame)
+            if look is not None:
+                state.last_seen[tid] = look
+        state.lost.pop(tid, None)
+    for tid in list(state.last_seen):
+        if tid not in present:
+            state.lost[tid] = state.last_seen.pop(tid)
+
+
+def relink(
+    current: np.ndarray,
+    new: FrameObjects,
+    tracks: dict[int, Track],
+    *,
+    frame: int,
+    reid_iou: float,
+    lab: np.ndarray | None = None,
+    state: RelinkState | None = None,
+    max_lost_frames: int = 0,
+) -> tuple[np.ndarray, dict]:
+    """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place."""
+    assigned: dict[int, int] = {}
+    event = {"frame": frame, "matched": 0, "stuff_merged": 0, "parts": 0, "reidentified": [], "new": [],
+             "kept": [], "relabeled": []}
+    st = pair_stats(new.idmap, current)
+    order = np.argsort(-st.iou)
+    used_tracks: set[int] = set()
+    for i in order.tolist():
+        n, t, iou = int(st.a[i]), int(st.b[i]), float(st.iou[i])
+        if iou <= reid_iou:
+            break
+        if n in assigned or t in used_tracks or n not in new.objects:
+            continue
+        assigned[n] = t
+        used_tracks.add(t)
+        event["matched"] += 1
+        tr = tracks.get(t)
+        cat = new.objects[n]["category"]
+        if tr is not None and tr.category == UNKNOWN and cat != UNKNOWN:
+            tr.category = cat
+            tr.isthing = bool(new.objects[n]["isthing"])
+            tr.provenance.setdefault("relabeled", []).append({"frame": frame, "label": cat})
+            event["relabeled"].append(t)
+    # unmatched new objects: stuff joins its class, parts join their object, the lost come back
+    stuff_track = {tr.category: tid for tid, tr in tracks.items() if not tr.isthing}
+    cover_of = {}
+    for i in range(st.a.size):
+        n, t = int(st.a[i]), int(st.b[i])
+        if tracks.get(t) is not None and tracks[t].isthing:
+            c = float(st.cover_a[i])
+            if c > cover_of.get(n, (0.0, 0))[0]:
+                cover_of[n] = (c, t)
+    for n in sorted(new.objects):
+        if n in assigned:
+            continue
+        obj = new.objects[n]
+        if not obj["isthing"] and obj["category"] in stuff_track:
+            assigned[n] = stuff_track[obj["category"]]
+            event["stuff_merged"] += 1
+            continue
+        c, t = cover_of.get(n, (0.0, 0))
+        if obj["isthing"] and c >= _PART_OF:
+            assigned[n] = t
+            event["parts"] += 1
+            continue
+        back = _reidentify(new.idmap == n, obj, lab, state, frame, max_lost_frames, tracks)
+        if back is not None:
+            assigned[n] = back
+            state.lost.pop(back, None)  # type: ignore[union-attr]
+            event["reidentified"].append(back)
+            continue
+        tid = max(tracks, default=0) + 1
+        tracks[tid] = Track(obj["category"], bool(obj["isthing"]),
+                            dict(obj.get("provenance", {}), found_at_frame=frame), born=frame, origin="refine")
+        if not obj["isthing"]:
+            stuff_track[obj["category"]] = tid
+        assigned[n] = tid
+        event["new"].append(tid)
+    lut = np.zeros(int(new.idmap.max(initial=0)) + 1, np.uint16)
+    for n, t in assigned.items():
+        lut[n] = t
+    out = lut[new.idmap]
+    # re-add every current track that was not re-detected, from its current mask
+    present = set(np.unique(current).tolist()) - {0}
+    missing = sorted(present - set(assigned.values()))
+    if missing:
+        isstuff = np.zeros(int(max(tracks, default=0)) + 1, bool)
+        for tid, tr in tracks.items():
+            isstuff[tid] = not tr.isthing
+        free = (out == 0) | isstuff[out]
+        for t in missing:
+            m = (current == t) & free
+            if m.any():
+                out[m] = t
+                event["kept"].append(t)
+    return out, event
+
+
+def _reidentify(mask, obj, lab, state, frame, max_lost_frames, tracks) -> int | None:
+    if lab is None or state is None or not obj["isthing"] or not state.lost:
+        return None
+    look = _look(mask, lab, frame)
+    if look is None:
+        return None
+    best, best_d = None, None
+    for tid, lost in state.lost.items():
+        if frame - lost.frame > max_lost_frames:
+            continue
+        tr = tracks.get(tid)
+        if tr is None or (tr.category != obj["category"] and UNKNOWN not in (tr.category, obj["category"])):
+            continue
+        d_color = float(np.linalg.norm(look.color - lost.color))
+        d_angle = _angle(look.centroid, lost.centroid) / max(lost.radius, 1e-6)
+        if d_color <= _REID_COLOR and d_angle <= _REID_ANGLE:
+            score = d_color / _REID_COLOR + d_angle / _REID_ANGLE
+            if best_d is None or score < best_d:
+                best, best_d = tid, score
+    return best

@@ -1,0 +1,234 @@
+"""The Semantic- and Distortion-aware Refinement on one frame [M §1.2(a)-(d)].
+
+``propose_frame`` -> ``label_entities`` -> ``fuse`` is the method's initial annotation of a
+keyframe: entity proposals on seam-aware tiles merged back, labels by cross-model vote with
+the verifier for the rest, exclusive masks, stuff classes merged into one object each. The
+``propose``, ``verify`` and ``sdr`` stages run these steps one by one (with their outputs in the
+store); ``refine`` runs them all at once on the frames it re-annotates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from tasks.backends import Backends
+from tasks.backends.protocols import Candidate, LabeledSegments, Verdict, VerifyRequest
+from tasks.config import PipelineConfig
+from tasks.formats import idmap as idmap_png
+from tasks.geometry.erp import check_erp, row_solid_angles
+from tasks.geometry.tiles import cut_tiles, tile_layout
+from tasks.labeling.overlap import pair_stats
+from tasks.labeling.tilemerge import drop_small, merge_tiles
+from tasks.vocabulary import UNKNOWN, Vocabulary, master
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameProposals:
+    """Everything the proposers said about one frame, at the proposal work resolution."""
+
+    entity: np.ndarray                         # int32, exclusive entity label map
+    entity_tiles: dict[int, list[int]]         # entity -> tiles that proposed it
+    voters: dict[str, LabeledSegments]         # voter name -> its labeled segments
+    spaces: dict[str, str]                     # voter name -> label space
+    entity_source: str = "superpixel"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.entity.shape  # type: ignore[return-value]
+
+    # -- (de)serialisation for the propose stage's outputs ------------------------------------
+    def to_files(self) -> tuple[dict[str, bytes], dict]:
+        files = {"entity.png": idmap_png.encode_png(self.entity)}
+        meta = {"entity_tiles": {str(k): v for k, v in self.entity_tiles.items()}, "entity_source": self.entity_source,
+                "voters": {}}
+        for name, seg in self.voters.items():
+            files[f"voter_{name}.png"] = idmap_png.encode_png(seg.labels)
+            meta["voters"][name] = {"label_space": self.spaces[name],
+                                    "names": {str(k): v for k, v in seg.names.items()}}
+        return files, meta
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], meta: dict) -> FrameProposals:
+        voters, spaces = {}, {}
+        for name, vm in meta["voters"].items():
+            labels = idmap_png.decode_png(files[f"voter_{name}.png"]).astype(np.int32)
+            voters[name] = LabeledSegments(labels, {int(k): v for k, v in vm["names"].items()})
+            spaces[name] = vm["label_space"]
+        return cls(
+            entity=idmap_png.decode_png(files["entity.png"]).astype(np.int32),
+            entity_tiles={int(k): v for k, v in meta["entity_tiles"].items()},
+            voters=voters, spaces=spaces, entity_source=meta.get("entity_source", "superpixel"),
+        )
+
+
+@dataclass
+class EntityLabel:
+    label: str
+    how: str                 # "vote" | "verifier" | "none"
+    confidence: float
+    votes: dict = field(default_factory=dict)
+    verdict: dict | None = None
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "how": self.how, "confidence": self.confidence, "votes": self.votes,
+                "verdict": self.verdict}
+
+    @classmethod
+    def from_json(cls, d: dict) -> EntityLabel:
+        return cls(d["label"], d["how"], d["confidence"], d.get("votes", {}), d.get("verdict"))
+
+
+@dataclass
+class FrameObjects:
+    """The SDR's answer for one frame: an exclusive id map and what each id is."""
+
+    idmap: np.ndarray                 # uint16 at the processing resolution
+    objects: dict[int, dict]          # id -> {"category", "isthing", "provenance"}
+    stats: dict = field(default_factory=dict)
+
+
+def _work_frame(frame: np.ndarray, config: PipelineConfig) -> np.ndarray:
+    h, w = check_erp(frame)
+    ww = min(w, config.propose.work_width)
+    if ww == w:
+        return frame
+    return cv2.resize(frame, (ww, ww // 2), interpolation=cv2.INTER_AREA)
+
+
+def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameProposals:
+    work = _work_frame(frame, config)
+    h, w = work.shape[:2]
+    lay = tile_layout(h, w, config.tiling.pad_ratio, config.tiling.tiles)
+    tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
+    tile_maps = [backends.entity.segment(t) for t in tiles]
+    entity, members, _ = merge_tiles(tile_maps, lay, iou_threshold=config.propose.tile_merge_iou)
+    min_px = config.min_area(w, config.propose.min_area_px_at_2048)
+    kept = drop_small(entity, min_px)
+    # carry the tile membership through the renumbering of drop_small
+    tiles_of: dict[int, list[int]] = {}
+    if kept.max() > 0:
+        st = pair_stats(kept, entity)
+        for k, e in zip(st.a.tolist(), st.b.tolist()):
+            tiles_of[k] = sorted({t for t, _ in members.get(e, [])})
+    voters, spaces = {}, {}
+    for v in backends.voters:
+        if v.tiled:
+            segs = [v.segment(t) for t in tiles]
+            labels, _, names = merge_tiles([s.labels for s in segs], lay, iou_threshold=config.propose.tile_merge_iou,
+                                           tile_names=[s.names for s in segs])
+            voters[v.name] = LabeledSegments(labels, names)
+        else:
+            voters[v.name] = v.segment(work)
+        spaces[v.name] = v.label_space
+    return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name)
+
+
+def label_entities(
+    props: FrameProposals, config: PipelineConfig, backends: Backends, vocab: Vocabulary | None = None
+) -> tuple[dict[int, EntityLabel], dict]:
+    """Cross-model vote [M §1.2(c)], then the verifier for every entity the vote left open."""
+    vocab = vocab or master()
+    n = int(props.entity.max())
+    votes: dict[int, dict] = {e: {} for e in range(1, n + 1)}
+    candidates: dict[int, list[Candidate]] = {e: [] for e in range(1, n + 1)}
+    for vname, seg in props.voters.items():
+        space = props.spaces[vname]
+        st = pair_stats(props.entity, seg.labels)
+        iou, cov = st.iou, st.cover_a
+        best: dict[int, tuple[float, int]] = {}
+        for e, s, i, c in zip(st.a.tolist(), st.b.tolist(), iou.tolist(), cov.tolist()):
+            name = seg.names.get(s)
+            if name is not None and (i > config.verify.vote_iou or c >= 0.5):
+                candidates[e].append(Candidate(name, vname, space, round(max(i, c), 4)))
+            if i > best.get(e, (0.0, 0))[0]:
+                best[e] = (i, s)
+        for e, (i, s) in best.items():
+            name = seg.names.get(s)
+            if i > config.verify.vote_iou and name is not None:
+                votes[e][vname] = {"native": name, "label": vocab.canonical(name, source=space), "iou": round(i, 4)}
+    labels: dict[int, EntityLabel] = {}
+    pending: list[int] = []
+    for e in range(1, n + 1):
+        mapped = [v["label"] for v in votes[e].values()]
+        if len(mapped) >= config.verify.min_votes and None not in mapped and len(set(mapped)) == 1:
+            labels[e] = EntityLabel(mapped[0], "vote", 1.0, votes[e])
+        else:
+            pending.append(e)
+    stats = {"entities": n, "accepted_by_vote": n - len(pending), "to_verifier": len(pending)}
+    if pending and backends.verifier is not None:
+        requests = [VerifyRequest(e, candidates[e]) for e in pending]
+        verdicts = backends.verifier.verify(requests)
+        for e, v in zip(pending, verdicts):
+            labels[e] = EntityLabel(v.label, "verifier", v.confidence, votes[e], v.to_json())
+        stats["verifier_calls"] = len(requests)
+        stats["verifier_unknown"] = sum(1 for v in verdicts if v.label == UNKNOWN)
+        stats["verifier_errors"] = sum(1 for v in verdicts if v.error)
+    else:
+        for e in pending:
+            labels[e] = EntityLabel(UNKNOWN, "none", 0.0, votes[e],
+                                    Verdict(UNKNOWN, 0.0, "none", error="no verifier configured").to_json())
+    return labels, stats
+
+
+def fuse(
+    props: FrameProposals, labels: dict[int, EntityLabel], config: PipelineConfig, out_width: int,
+    vocab: Vocabulary | None = None,
+) -> FrameObjects:
+    """Exclusive object id map: stuff merged per class, nameless background dropped."""
+    vocab = vocab or master()
+    ent = props.entity
+    h, w = ent.shape
+    n = int(ent.max())
+    areas = np.bincount(ent.ravel(), minlength=n + 1)
+    sph = np.bincount(ent.ravel(), weights=np.broadcast_to(row_solid_angles(h, w)[:, None], ent.shape).ravel(),
+                      minlength=n + 1) / (4 * np.pi)
+    lut = np.zeros(n + 1, np.uint16)
+    objects: dict[int, dict] = {}
+    stuff_ids: dict[str, int] = {}
+    dropped_unknown = 0
+    order = sorted(range(1, n + 1), key=lambda e: (-areas[e], e))
+    for e in order:
+        lab = labels.get(e)
+        if lab is None or areas[e] == 0:
+            continue
+        if lab.label == UNKNOWN and sph[e] > config.sdr.max_unknown_fraction:
+            dropped_unknown += 1
+            continue
+        prov_entity = {"entity": e, "tiles": props.entity_tiles.get(e, []), "label_how": lab.how,
+                       "confidence": lab.confidence, "votes": lab.votes}
+        if lab.verdict:
+            prov_entity["verdict"] = lab.verdict
+        stuff = vocab.is_stuff(lab.label)
+        if stuff and config.sdr.merge_stuff and lab.label in stuff_ids:
+            oid = stuff_ids[lab.label]
+            objects[oid]["provenance"]["parts"].append(prov_entity)
+        else:
+            oid = len(objects) + 1
+            objects[oid] = {"category": lab.label, "isthing": not stuff,
+                            "provenance": {"proposers": [props.entity_source], "voters": sorted(props.voters),
+                                           "parts": [prov_entity]}}
+            if stuff:
+                stuff_ids[lab.label] = oid
+        lut[e] = oid
+    work_map = lut[ent]
+    out_h = out_width // 2
+    idmap = work_map if out_width == w else cv2.resize(work_map, (out_width, out_h), interpolation=cv2.INTER_NEAREST)
+    present = set(np.unique(idmap).tolist()) - {0}
+    objects = {k: v for k, v in objects.items() if k in present}
+    return FrameObjects(idmap.astype(np.uint16), objects,
+                        {"objects": len(objects), "dropped_unknown_background": dropped_unknown})
+
+
+def annotate_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameObjects:
+    """The whole SDR on one frame (used by refine on the frames it re-annotates)."""
+    props = propose_frame(frame, config, backends)
+    labels, lstats = label_entities(props, config, backends)
+    objs = fuse(props, labels, config, frame.shape[1])
+    objs.stats.update(lstats)
+    return objs

@@ -1,0 +1,119 @@
+"""refine: the auto-refine phase [M §1.3] — coverage checks, re-SDR, id re-linking.
+
+On the check grid (``t % ceil(fps / 5) == 0``) a frame is re-annotated when
+
+* its coverage falls under rho = r0 - tau * ceil(fps / 5) (r0 = coverage of frame 0), measured
+  on the sphere by default (the method uses pixels, see :mod:`tasks.labeling.coverage`);
+* an object's area dropped by more than half since the previous check [M §6 row 2];
+* a keyframe is due (every ``keyframe_interval_s``; the coverage rule cannot see an object that
+  appears in front of labeled background).
+
+The fresh SDR is re-linked to the current tracks (:mod:`tasks.labeling.relink`) and following
+resumes from the merged id map. Until the first re-annotation the propagate stage's id maps are
+reused as they are; from there on the frames are followed anew.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tqdm import tqdm
+
+from tasks.backends import build_backends
+from tasks.backends.flow import build_propagator
+from tasks.backends.superpixel import to_lab
+from tasks.config import PipelineConfig
+from tasks.formats import idmap as idmap_png
+from tasks.labeling import prompts as prompts_mod
+from tasks.labeling.coverage import coverage, track_areas
+from tasks.labeling.relink import RelinkState, relink, remember
+from tasks.labeling.sdr import annotate_frame
+from tasks.labeling.tracks import tracks_from_json, tracks_to_json
+from tasks.stages.contract import StageInputs, StageOutput, StageWriter
+from tasks.stages.sdr import load_prompts
+from tasks.storage import ObjectStore
+from tasks.video.framestore import Frames
+
+log = logging.getLogger(__name__)
+
+
+def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
+    frames = Frames.from_uri(store, inputs.upstream["decode"]["outputs"]["frames"])
+    n, fps, width = len(frames), frames.fps, frames.width
+    pprefix = inputs.output_key(store, "propagate", "idmaps")
+    tracks = tracks_from_json(store.get_json(inputs.output_key(store, "propagate", "tracks")))
+    prompts = load_prompts(store, inputs.video_id, config, n, width)
+    rc = config.refine
+    step = config.refine_step(fps)
+    key_every = 0
+    if rc.keyframe_interval_s > 0:
+        key_every = max(step, int(round(rc.keyframe_interval_s * fps / step)) * step)
+    min_area = config.min_area(width, config.propagate.min_area_px_at_2048)
+
+    def load(t: int):
+        return idmap_png.decode_png(store.get_bytes(f"{pprefix}{t:05d}.png"))
+
+    first = load(0)
+    r0 = coverage(first, rc.coverage)
+    rho = r0 - rc.tau * step
+    backends = build_backends(config)
+    propagator = None
+    state = RelinkState()
+    last_areas = track_areas(first)
+    events: list[dict] = []
+    checks = 0
+    cov_series = []
+    bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
+    for t, frame in enumerate(frames.iter(0)):
+        if propagator is None:
+            idm = load(t)
+        else:
+            idm = propagator.step(frame)
+            p = prompts.at(t, width) if prompts is not None else None
+            if p is not None:
+                idm = prompts_mod.apply(idm, p)
+                propagator.reset(frame, idm)
+        if t > 0 and t % step == 0:
+            checks += 1
+            cov = coverage(idm, rc.coverage)
+            areas = track_areas(idm)
+            reasons = []
+            if cov < rho:
+                reasons.append("coverage")
+            dropped = [k for k, a in last_areas.items() if a >= min_area and areas.get(k, 0) < (1 - rc.area_drop) * a]
+            if dropped:
+                reasons.append("area_drop")
+            if key_every and t % key_every == 0:
+                reasons.append("keyframe")
+            lab = to_lab(frame)
+            if reasons:
+                fresh = annotate_frame(frame, config, backends)
+                idm, event = relink(idm, fresh, tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=state,
+                                    max_lost_frames=int(round(3 * fps)))
+                p = prompts.at(t, width) if prompts is not None else None
+                if p is not None:
+                    idm = prompts_mod.apply(idm, p)
+                event.update(trigger=reasons, coverage_before=round(cov, 4),
+                             coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
+                events.append(event)
+                if propagator is None:
+                    propagator = build_propagator(config, width)
+                propagator.reset(frame, idm)
+                areas = track_areas(idm)
+            remember(state, idm, lab, t, tracks)
+            last_areas = areas
+        cov_series.append(round(coverage(idm, rc.coverage), 5))
+        writer.put_bytes(f"idmaps/{t:05d}.png", idmap_png.encode_png(idm), "image/png")
+        bar.update(1)
+    bar.close()
+    writer.put_json("tracks.json", tracks_to_json(tracks))
+    writer.put_json("events.json", {"r0": r0, "rho": rho, "step": step, "keyframe_every": key_every,
+                                    "coverage_mode": rc.coverage, "coverage": cov_series, "events": events})
+    return StageOutput(
+        outputs={"idmaps": writer.key("idmaps/"), "tracks": writer.key("tracks.json"),
+                 "events": writer.key("events.json")},
+        stats={"frames": n, "checks": checks, "refreshes": len(events), "r0": round(r0, 4), "rho": round(rho, 4),
+               "tracks": len(tracks), "new_tracks": sum(len(e["new"]) for e in events),
+               "reidentified": sum(len(e["reidentified"]) for e in events),
+               "min_coverage": min(cov_series) if cov_series else None},
+    )

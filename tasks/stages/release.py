@@ -1,0 +1,254 @@
+"""release: a versioned, quality-gated dataset from every ready video.
+
+Three steps, each usable alone (the release DAG runs them as three tasks):
+
+1. :func:`prepare_candidate` — collect the ready videos (a committed ``validate`` manifest,
+   not quarantined), merge their annotations, assign splits, stage the candidate under
+   ``releases/_candidates/{cid}/`` (outside any ``vN``: invisible to readers);
+2. :func:`validate_candidate` — Great Expectations suites on every video's tables and on the
+   release tables; any failure raises with the failed expectations and nothing is published;
+3. :func:`publish_candidate` — claim the next version atomically, write ``releases/vN/``
+   (annotations, id-map PNGs, frames, splits, GX report, dataset card), then ``manifest.json``
+   with the sha256 of every file, then ``_MANIFEST.json`` last: the release exists from that
+   instant, and not before.
+
+Layout of ``releases/vN/`` (YouTube-VIS style): ``annotations.json``, ``JPEGImages/{uid}/``,
+``Annotations/{uid}/`` (uint16 id maps), ``splits.json``, ``gx_report.json``, ``DATASET_CARD.md``,
+``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections import Counter
+
+from tasks import __version__, layout
+from tasks.config import PipelineConfig
+from tasks.errors import ObjectNotFound, PermanentError
+from tasks.formats import ytvis
+from tasks.quality import gate
+from tasks.quality.tables import release_tables, video_tables
+from tasks.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = layout.RELEASES + "_candidates/"
+_VERSION = re.compile(r"^releases/v(\d+)/$")
+
+
+class NothingToRelease(PermanentError):
+    """No video is ready: nothing validated, or everything already quarantined."""
+
+
+# -- 1. candidate ------------------------------------------------------------------------------
+def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dict]:
+    """Every video with a committed validate stage (the newest run, or the one of ``config_hash``)."""
+    out = []
+    for vprefix in store.list_prefixes(layout.VIDEOS):
+        video_id = vprefix[len(layout.VIDEOS):].rstrip("/")
+        if store.exists(layout.quarantine_key(video_id)):
+            continue
+        best = None
+        for rprefix in store.list_prefixes(vprefix + "runs/"):
+            run = rprefix.rstrip("/").rsplit("/", 1)[-1]
+            if config_hash is not None and run != config_hash:
+                continue
+            try:
+                m = store.get_json(rprefix + "validate/" + layout.MANIFEST)
+            except ObjectNotFound:
+                continue
+            if best is None or m["finished"] > best["finished"]:
+                best = m
+        if best is not None:
+            qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
+            out.append({"video_id": video_id, "run": best["run"], "validated": best["finished"],
+                        "annotations": store.key_from_uri(qa["outputs"]["annotations"]),
+                        "idmaps": store.key_from_uri(qa["outputs"]["idmaps"]),
+                        "frames": store.key_from_uri(qa["outputs"]["frames"])})
+    return sorted(out, key=lambda r: r["video_id"])
+
+
+def split_of(video_uid: str, ratios: tuple[float, float, float]) -> str:
+    """Deterministic split from the content hash: a video never changes split between releases."""
+    u = int(hashlib.sha256(video_uid.encode()).hexdigest()[:8], 16) / 2**32
+    if u < ratios[0]:
+        return "train"
+    return "val" if u < ratios[0] + ratios[1] else "test"
+
+
+def prepare_candidate(store: ObjectStore, config: PipelineConfig, *, config_hash: str | None = None) -> dict:
+    ready = ready_videos(store, config_hash)
+    if not ready:
+        raise NothingToRelease(
+            "no video is ready for a release: none has a committed validate stage"
+            + (f" for run {config_hash}" if config_hash else "") + "; run the nightly DAG first"
+        )
+    docs = [ytvis.load(store.get_json(r["annotations"])) for r in ready]
+    merged = ytvis.merge(docs)
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for v in merged["videos"]:
+        splits[split_of(v["video_uid"], config.release.split_ratios)].append(v["video_uid"])
+    cid = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    prefix = f"{CANDIDATES}{cid}/"
+    store.put_json(prefix + "annotations.json", merged)
+    store.put_json(prefix + "splits.json", splits)
+    store.put_json(prefix + "videos.json", ready)
+    log.info("release candidate %s: %d videos, %d objects", cid, len(ready), len(merged["annotations"]))
+    return {"candidate": cid, "prefix": prefix, "uri": store.uri(prefix), "videos": len(ready),
+            "objects": len(merged["annotations"]), "runs": sorted({r["run"] for r in ready})}
+
+
+# -- 2. quality gate ---------------------------------------------------------------------------
+def validate_candidate(store: ObjectStore, candidate: str, config: PipelineConfig) -> dict:
+    from tasks.vocabulary import master
+
+    prefix = f"{CANDIDATES}{candidate}/"
+    doc = store.get_json(prefix + "annotations.json")
+    splits = store.get_json(prefix + "splits.json")
+    vocab_ids = master().ids()
+    reports = []
+    for i, v in enumerate(doc["videos"]):
+        sub = {"videos": [v], "categories": doc["categories"],
+               "annotations": [a for a in doc["annotations"] if a["video_id"] == v["id"]]}
+        checks = gate.video_checks(int(v["length"]), vocab_ids, config.release.min_frame_coverage,
+                                   config.release.min_frame_coverage_mostly)
+        reports.append(gate.run_suite(f"video_{v['video_uid']}", video_tables(sub), checks))
+    reports.append(gate.run_suite("release", release_tables(doc, splits), gate.release_checks(len(doc["videos"]), vocab_ids)))
+    report = {"candidate": candidate, "success": all(r["success"] for r in reports), "suites": reports,
+              "validated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    store.put_json(prefix + "gx_report.json", report)
+    gate.require_pass(reports)
+    return {"candidate": candidate, "success": True, "suites": len(reports),
+            "expectations": sum(t["evaluated"] for r in reports for t in r["tables"].values())}
+
+
+# -- 3. publish --------------------------------------------------------------------------------
+def published_versions(store: ObjectStore) -> list[int]:
+    out = []
+    for p in store.list_prefixes(layout.RELEASES):
+        m = _VERSION.match(p)
+        if m:
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+def _claim_version(store: ObjectStore, candidate: str) -> int:
+    n = max(published_versions(store), default=0) + 1
+    while not store.put_if_absent(layout.release_prefix(n) + ".claim", candidate.encode()):
+        n += 1
+    return n
+
+
+def publish_candidate(store: ObjectStore, candidate: str) -> dict:
+    prefix = f"{CANDIDATES}{candidate}/"
+    try:
+        report = store.get_json(prefix + "gx_report.json")
+    except ObjectNotFound:
+        raise PermanentError(f"candidate {candidate} was never validated; run the quality gate first") from None
+    if not report.get("success"):
+        raise PermanentError(f"candidate {candidate} failed its quality gate; it cannot be published")
+    doc = store.get_json(prefix + "annotations.json")
+    splits = store.get_json(prefix + "splits.json")
+    videos = store.get_json(prefix + "videos.json")
+    version = _claim_version(store, candidate)
+    out = layout.release_prefix(version)
+    files: dict[str, dict] = {}
+
+    def put(rel: str, data: bytes) -> None:
+        store.put_bytes(out + rel, data)
+        files[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+    def copy(src: str, rel: str) -> None:
+        data = store.get_bytes(src)
+        store.put_bytes(out + rel, data)
+        files[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+    try:
+        for r, v in zip(videos, doc["videos"]):
+            uid = v["video_uid"]
+            for i in range(int(v["length"])):
+                copy(layout.frame_key(r["frames"], i), f"JPEGImages/{uid}/{i:05d}.jpg")
+                copy(f"{r['idmaps']}{i:05d}.png", f"Annotations/{uid}/{i:05d}.png")
+        put("annotations.json", _json(doc))
+        put("splits.json", _json(splits))
+        put("gx_report.json", _json(report))
+        put("DATASET_CARD.md", dataset_card(version, doc, splits, videos, report).encode())
+        manifest = {"version": version, "candidate": candidate, "code_version": __version__,
+                    "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    "runs": sorted({r["run"] for r in videos}), "files": files}
+        store.put_bytes(out + "manifest.json", _json(manifest))
+        store.put_json(out + layout.MANIFEST, {"version": version, "manifest": "manifest.json",
+                                               "files": len(files) + 1, "created": manifest["created"]})
+    except BaseException:
+        store.delete_prefix(out)  # nothing half-published stays
+        raise
+    store.delete(out + ".claim")
+    store.put_json(layout.RELEASES + "latest.json", {"version": version, "prefix": out, "uri": store.uri(out)})
+    store.delete_prefix(prefix)
+    log.info("published release v%d at %s (%d files)", version, store.uri(out), len(files))
+    return {"version": version, "prefix": out, "uri": store.uri(out), "files": len(files) + 1,
+            "videos": len(doc["videos"]), "objects": len(doc["annotations"])}
+
+
+def release(store: ObjectStore, config: PipelineConfig, *, config_hash: str | None = None) -> dict:
+    cand = prepare_candidate(store, config, config_hash=config_hash)
+    try:
+        validate_candidate(store, cand["candidate"], config)
+    except Exception:
+        log.error("release candidate %s kept for inspection at %s", cand["candidate"], cand["uri"])
+        raise
+    return publish_candidate(store, cand["candidate"])
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def dataset_card(version: int, doc: dict, splits: dict, videos: list[dict], report: dict) -> str:
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    per_cat = Counter(names[a["category_id"]] for a in doc["annotations"])
+    frames = sum(int(v["length"]) for v in doc["videos"])
+    masks = sum(1 for a in doc["annotations"] for s in a["segmentations"] if s is not None)
+    n_exp = sum(t["evaluated"] for r in report["suites"] for t in r["tables"].values())
+    lines = [
+        f"# Leader360V-style 360° video segmentation + tracking dataset — release v{version}",
+        "",
+        f"Created {_dt.datetime.now(_dt.UTC).date().isoformat()} by leader360v-pipeline {__version__}.",
+        "",
+        "## Contents",
+        f"- {len(doc['videos'])} equirectangular (ERP, 2:1) videos, {frames} frames, "
+        f"{len(doc['annotations'])} objects (tracks), {masks} masks.",
+        f"- Splits: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + " (deterministic by content hash).",
+        f"- Pipeline runs (config hashes): {', '.join(sorted({r['run'] for r in videos}))}.",
+        "",
+        "## Format",
+        "`annotations.json` is YouTube-VIS (videos, categories, annotations with one COCO compressed RLE or null "
+        "per frame, areas, bboxes) plus 360° extensions: `track_id`, `provenance`, seam-aware `wrap_bboxes` "
+        "(x + w may exceed the width), `bfovs` ([clon, clat, fov_h, fov_v] degrees), `sphere_areas` (steradians), "
+        "per video `video_uid` (content hash), `fps`, `config_hash`, `empty_frames`. "
+        "`Annotations/{uid}/NNNNN.png` are uint16 id maps (0 = unlabeled, value = track_id); "
+        "`JPEGImages/{uid}/NNNNN.jpg` the frames. Masks of one frame never overlap.",
+        "",
+        "## Classes",
+        "| class | objects |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in per_cat.most_common()],
+        "",
+        "## Quality gate",
+        f"{len(report['suites'])} Great Expectations suites, {n_exp} expectations, all passed "
+        "(every frame labeled or explicitly empty, masks non-overlapping, areas positive and equal to the RLE "
+        "areas, one class per track, classes in the vocabulary, coverage above its threshold, row counts equal "
+        "frame counts, unique ids, splits). Details: `gx_report.json`.",
+        "",
+        "## Known limitations",
+        f"- Objects labeled `unknown` ({per_cat.get('unknown', 0)} here) could not be named automatically and are "
+        "flagged for human review.",
+        "- Labels come from an automatic pipeline; see each annotation's `provenance` for how it was decided.",
+        "- Check `manifest.json` (sha256 of every file) after download.",
+    ]
+    return "\n".join(lines) + "\n"
