@@ -1,0 +1,78 @@
+"""
+### leader360v_release — quality-gated dataset release
+
+Runs when `leader360v_nightly` marks videos ready (asset `leader360v_ready_videos`) and on
+demand. Three steps:
+
+1. **candidate** — every ready video (newest validated run, or the runs of `config_hash`),
+   merged into one YouTube-VIS document with deterministic splits, staged out of sight;
+2. **quality_gate** — Great Expectations suites on every video's tables and on the release
+   tables (frames labeled or explicitly empty, non-overlapping masks, areas equal to RLE areas,
+   one class per track, vocabulary, coverage, row counts, unique ids, splits). If any
+   expectation fails this task fails, its log lists the failed expectations, and **nothing is
+   published**;
+3. **publish** — `releases/vN/` with annotations, id maps, frames, splits, a manifest with the
+   sha256 of every file, the GX report and a dataset card; `_MANIFEST.json` is written last.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from leader360v_airflow import settings
+
+READY_VIDEOS = Asset("leader360v_ready_videos")
+RELEASES = Asset("leader360v_releases")
+
+
+@dag(
+    dag_id="leader360v_release",
+    schedule=[READY_VIDEOS],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args=settings.DEFAULT_ARGS,
+    tags=["leader360v", "release"],
+    params={
+        "config_hash": Param(None, type=["null", "string"], title="Configuration hash",
+                             description="Release only the runs of this configuration (default: newest per video)."),
+        "config_overrides": Param({}, type="object", title="Configuration overrides (release thresholds)"),
+    },
+)
+def leader360v_release():
+    @task(retries=0)
+    def candidate() -> dict:
+        from tasks.stages.release import NothingToRelease, prepare_candidate
+
+        p = get_current_context()["params"]
+        try:
+            return prepare_candidate(settings.store(), settings.pipeline_config(p.get("config_overrides")),
+                                     config_hash=p.get("config_hash"))
+        except NothingToRelease as exc:
+            raise AirflowSkipException(str(exc)) from exc
+
+    @task(retries=0)
+    def quality_gate(cand: dict) -> dict:
+        from tasks.errors import QualityGateFailed
+        from tasks.stages.release import validate_candidate
+
+        p = get_current_context()["params"]
+        try:
+            return validate_candidate(settings.store(), cand["candidate"], settings.pipeline_config(p.get("config_overrides")))
+        except QualityGateFailed as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    @task(outlets=[RELEASES])
+    def publish(cand: dict, gate: dict) -> dict:
+        from tasks.stages.release import publish_candidate
+
+        return publish_candidate(settings.store(), cand["candidate"])
+
+    cand = candidate()
+    publish(cand, quality_gate(cand))
+
+
+leader360v_release()

@@ -1,0 +1,89 @@
+"""The stage-task factory: one Airflow task per pipeline stage, same graph in every mode.
+
+In ``local`` mode a stage task runs the stage function in the worker (the same code as
+``python -m tasks <stage>``). Error mapping, so Airflow retries only what a retry can fix:
+
+* :class:`~tasks.errors.DuplicateVideo` -> skipped (recognised, deliberately not labeled twice);
+* other :class:`~tasks.errors.PermanentError` (rejected input — already quarantined with its
+  reason —, bad config, failed quality gate) -> failed without retry;
+* anything else -> failed, retried per ``retries``.
+
+A stage task returns the stage's small JSON manifest (URIs and stats), which is what XCom holds.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from leader360v_airflow import settings
+
+STAGE_ORDER = ("ingest", "decode", "propose", "verify", "sdr", "propagate", "refine", "qa", "validate")
+
+
+def run_stage(stage: str, *, key: str | None = None, previous: dict | None = None) -> dict:
+    """Run one stage under the contract with the DAG run's params; map errors for Airflow."""
+    from tasks.errors import DuplicateVideo, PermanentError
+    from tasks.stages.runner import execute
+
+    ctx = get_current_context()
+    params = ctx["params"]
+    config = settings.pipeline_config(params.get("config_overrides") or {})
+    store = settings.store()
+    force = bool(params.get("force", False))
+    video_key = key if key is not None else (previous or {}).get("key")
+    ctx["video_label"] = video_key or ""  # shown as the mapped instance's name in the UI
+    try:
+        if stage == "ingest":
+            res = execute("ingest", store=store, config=config, params={"key": key}, force=force)
+        else:
+            if previous is None:
+                raise AirflowFailException(f"stage {stage} needs the result of the previous stage")
+            if previous.get("run") != config.hash:
+                raise AirflowFailException(
+                    f"configuration changed within the run: upstream used {previous.get('run')}, now {config.hash}")
+            res = execute(stage, store=store, config=config, video_id=previous["video_id"], force=force)
+    except DuplicateVideo as exc:
+        raise AirflowSkipException(str(exc)) from exc
+    except PermanentError as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    out = res.to_json()
+    out["key"] = video_key
+    return out
+
+
+def mapped_results(values) -> list:
+    """The outputs of a mapped task group as a list, whatever Airflow hands over.
+
+    Airflow 3.3.2 collapses the outputs of a mapped task group to the bare value when exactly
+    one expansion produced one (and to None when none did): apache/airflow#69036, fixed by
+    #69075 in a later release. A dict is one result; None is no result.
+    """
+    if values is None:
+        return []
+    if isinstance(values, dict):
+        return [values]
+    return [v for v in values if v]
+
+
+def stage_task(stage: str):
+    """A TaskFlow task for ``stage`` with its timeout and a readable mapped-instance name."""
+    if stage not in STAGE_ORDER:
+        raise ValueError(f"unknown stage {stage!r}")
+    if settings.EXECUTION != "local":
+        raise ValueError(
+            f"LEADER360V_EXECUTION={settings.EXECUTION!r} is not supported by this build; use 'local'"
+        )
+
+    if stage == "ingest":
+        @task(task_id=stage, execution_timeout=settings.STAGE_TIMEOUTS[stage], map_index_template="{{ video_label }}")
+        def ingest(key: str) -> dict:
+            return run_stage("ingest", key=key)
+
+        return ingest
+
+    @task(task_id=stage, execution_timeout=settings.STAGE_TIMEOUTS[stage], map_index_template="{{ video_label }}")
+    def _stage(previous: dict) -> dict:
+        return run_stage(stage, previous=previous)
+
+    return _stage

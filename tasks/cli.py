@@ -1,0 +1,292 @@
+"""``python -m tasks``: the one command-line entry point of the labeling engine.
+
+Exit codes: 0 done; 1 unexpected error; 2 bad usage or configuration; 3 input rejected
+(quarantined); 4 duplicate upload (skipped); 5 quality gate failed; 6 a stage ran before its
+upstream. A GPU pod runs ``python -m tasks <stage> ...`` and its manifest is printed as JSON
+(and written to ``--xcom-file`` for Airflow's KubernetesPodOperator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tasks import __version__
+
+EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_DUPLICATE, EXIT_GATE, EXIT_UPSTREAM = 1, 2, 3, 4, 5, 6
+
+
+def _formatter():
+    try:
+        from rich_argparse import RawDescriptionRichHelpFormatter
+
+        return RawDescriptionRichHelpFormatter
+    except ImportError:  # pragma: no cover - rich-argparse is pinned, but help must never fail
+        return argparse.RawDescriptionHelpFormatter
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="pipeline configuration file (JSON or YAML); default: the method's defaults")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set refine.tau=0.004 (repeatable; VALUE is JSON or a string)")
+
+
+def _add_store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="object store: a directory or file:///path "
+                                   "(default: $LEADER360V_STORE or ./var/store)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tasks.stages.runner import STAGES
+
+    fmt = _formatter()
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks", formatter_class=fmt,
+        description="360° video auto-labeling (Leader360V method): instance segmentation + tracking on ERP video.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 input rejected, 4 duplicate, 5 quality gate failed, "
+               "6 upstream stage missing.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="render a synthetic 360° clip with ground truth", formatter_class=fmt,
+                       description="Render clip.mp4 and gt.json (release format): textured objects moving on the "
+                                   "sphere over a textured background, through a true spherical projection. "
+                                   "With the defaults every clip has a seam crossing, a pole passage, an object "
+                                   "appearing mid-clip and an occlusion. Deterministic per seed.")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4)")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
+    p.add_argument("--width", type=int, default=1024, help="ERP width, even; height is width/2 (default 1024)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--objects", type=int, default=5, help="number of moving objects (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("label", help="label one video in-process (every stage, no Airflow)", formatter_class=fmt,
+                       description="Run every stage on VIDEO with a local store and write OUT/annotations.json "
+                                   "(release format), OUT/idmaps/NNNNN.png (uint16 id maps), OUT/preview.mp4, "
+                                   "OUT/flags.json and OUT/review/. Re-running into the same OUT reuses every "
+                                   "committed stage.")
+    p.add_argument("video", type=Path, help="an equirectangular (2:1) video, or top-bottom stereo with spherical metadata")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--prompts", type=Path, help="release-format JSON with masks and track ids for some frames; "
+                                                "those objects are followed from the given masks")
+    p.add_argument("--fps", type=float, help="frames per second to label (default: every input frame)")
+    p.add_argument("--width", type=int, help="processing width (default: min(input width, 2048))")
+    _add_config_args(p)
+    _add_store_arg(p)
+    p.add_argument("--force", action="store_true", help="re-run stages even if committed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("evaluate", help="J, F, J&F (planar and spherical), ID switches, seam splits, coverage",
+                       formatter_class=fmt,
+                       description="Compare a prediction with ground truth (both release format). Prints a table "
+                                   "and writes the numbers as JSON.")
+    p.add_argument("--pred", type=Path, required=True, help="predicted annotations.json")
+    p.add_argument("--gt", type=Path, required=True, help="ground-truth annotations (e.g. synth's gt.json)")
+    p.add_argument("--out", type=Path, help="where to write the JSON (default: evaluation.json next to --pred)")
+    p.add_argument("--video-uid", help="which video, when the files hold several")
+
+    p = sub.add_parser("release", help="build, quality-gate and publish a dataset release", formatter_class=fmt,
+                       description="Collect every ready video, run the Great Expectations suites, and publish "
+                                   "releases/vN/ only if all pass.")
+    p.add_argument("--config-hash", help="release only the runs of this configuration hash")
+    _add_config_args(p)
+    _add_store_arg(p)
+
+    p = sub.add_parser("upload", help="put a local file into the store (e.g. under raw/)", formatter_class=fmt)
+    p.add_argument("file", type=Path)
+    p.add_argument("--key", required=True, help="object key, e.g. raw/2026-11-24/clip.mp4")
+    _add_store_arg(p)
+
+    p = sub.add_parser("config", help="print the effective configuration and its hash", formatter_class=fmt)
+    _add_config_args(p)
+
+    for name, spec in STAGES.items():
+        p = sub.add_parser(name, help=f"stage: {spec.doc}", formatter_class=fmt,
+                           description=f"Run the {name} stage for one video and print its manifest as JSON "
+                                       "(what a GPU pod runs). Skipped if already committed, unless --force.")
+        if name == "ingest":
+            p.add_argument("--key", required=True, help="object key of the uploaded video (e.g. raw/clip.mp4)")
+        else:
+            p.add_argument("--video-id", required=True, help="16-hex content id printed by ingest")
+            p.add_argument("--run", help="config hash naming the run (its configuration is read from the store); "
+                                         "default: the hash of --config/--set")
+        _add_config_args(p)
+        _add_store_arg(p)
+        p.add_argument("--force", action="store_true", help="re-run even if committed")
+        p.add_argument("--xcom-file", type=Path, help="also write the result JSON here (/airflow/xcom/return.json in a pod)")
+        p.add_argument("--progress", action="store_true", help="show progress bars")
+    return parser
+
+
+def _config(args):
+    from tasks.config import PipelineConfig
+
+    cfg = PipelineConfig.from_file(args.config) if getattr(args, "config", None) else PipelineConfig()
+    overrides = {}
+    for item in getattr(args, "set", []) or []:
+        if "=" not in item:
+            from tasks.errors import ConfigError
+
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    return cfg.with_overrides(overrides)
+
+
+def _store(args):
+    from tasks.storage import open_store, store_from_env
+
+    return open_store(args.store) if getattr(args, "store", None) else store_from_env()
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+def _cmd_synth(args) -> int:
+    from tasks.synth import render_clip
+
+    try:
+        summary = render_clip(args.out, seconds=args.seconds, fps=args.fps, width=args.width, seed=args.seed,
+                              objects=args.objects, progress=not args.no_progress)
+    except ValueError as exc:  # bad arguments (odd width, negative duration...)
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _print_json(summary)
+    return 0
+
+
+def _cmd_label(args) -> int:
+    from tasks.label import label_video
+    from tasks.storage import open_store
+
+    cfg = _config(args)
+    over = {}
+    if args.fps is not None:
+        over["video.fps"] = args.fps
+    if args.width is not None:
+        over["video.width"] = args.width
+    cfg = cfg.with_overrides(over)
+    store = open_store(args.store) if args.store else None
+    res = label_video(args.video, args.out, config=cfg, prompts_file=args.prompts, store=store, force=args.force,
+                      progress=not args.no_progress)
+    _print_json(res.to_json())
+    print(f"\nannotations: {res.out_dir / 'annotations.json'}\npreview:     {res.out_dir / 'preview.mp4'}\n"
+          f"flags:       {res.out_dir / 'flags.json'}", file=sys.stderr)
+    if not res.validation_passed:
+        print(res.validation_error, file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from tasks.metrics import evaluate, format_report
+
+    result = evaluate(args.pred, args.gt, video_uid=args.video_uid)
+    out = args.out or args.pred.with_name("evaluation.json")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, out)
+    print(format_report(result))
+    print(f"\nwritten: {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_release(args) -> int:
+    from tasks.stages.release import release
+
+    _print_json(release(_store(args), _config(args), config_hash=args.config_hash))
+    return 0
+
+
+def _cmd_upload(args) -> int:
+    store = _store(args)
+    if not args.file.is_file():
+        print(f"no such file: {args.file}", file=sys.stderr)
+        return EXIT_USAGE
+    store.put_file(args.key, args.file)
+    _print_json({"key": args.key, "uri": store.uri(args.key), "size": args.file.stat().st_size})
+    return 0
+
+
+def _cmd_config(args) -> int:
+    cfg = _config(args)
+    _print_json({"hash": cfg.hash, "config": cfg.model_dump(mode="json")})
+    return 0
+
+
+def _cmd_stage(args) -> int:
+    from tasks.errors import ConfigError
+    from tasks.stages.runner import execute, load_run_config
+
+    store = _store(args)
+    if args.command == "ingest":
+        res = execute("ingest", store=store, config=_config(args), params={"key": args.key}, force=args.force)
+    else:
+        cfg = _config(args)
+        if args.run and not (args.config or args.set):
+            cfg = load_run_config(store, args.video_id, args.run)
+        elif args.run and args.run != cfg.hash:
+            raise ConfigError(f"--run {args.run} does not match the hash {cfg.hash} of the given configuration")
+        res = execute(args.command, store=store, config=cfg, video_id=args.video_id, force=args.force,
+                      params={"progress": args.progress})
+    out = res.to_json()
+    if args.xcom_file:
+        args.xcom_file.parent.mkdir(parents=True, exist_ok=True)
+        args.xcom_file.write_text(json.dumps(out))
+    _print_json(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.errors import (
+        ConfigError,
+        DuplicateVideo,
+        InputRejected,
+        MissingUpstream,
+        PermanentError,
+        PipelineError,
+        QualityGateFailed,
+    )
+    from tasks.stages.runner import STAGES
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    handlers = {"synth": _cmd_synth, "label": _cmd_label, "evaluate": _cmd_evaluate, "release": _cmd_release,
+                "upload": _cmd_upload, "config": _cmd_config}
+    handler = handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InputRejected as exc:
+        print(f"rejected ({exc.reason}): {exc.message}", file=sys.stderr)
+        return EXIT_REJECTED
+    except DuplicateVideo as exc:
+        print(f"duplicate: {exc}", file=sys.stderr)
+        return EXIT_DUPLICATE
+    except QualityGateFailed as exc:
+        print(f"quality gate failed: {exc}", file=sys.stderr)
+        return EXIT_GATE
+    except MissingUpstream as exc:
+        print(f"not ready: {exc}", file=sys.stderr)
+        return EXIT_UPSTREAM
+    except (PermanentError, PipelineError) as exc:
+        if args.verbose:
+            logging.exception("%s failed", args.command)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,120 @@
+"""``label``: every stage in-process on one video (no Airflow), results exported to a folder.
+
+The same stage functions the DAG runs, in order, against a local store (``DIR/.store`` unless
+``LEADER360V_STORE`` or ``store`` says otherwise); re-running into the same folder reuses every
+stage already committed. The export is written to a temporary folder inside ``DIR`` and moved
+into place file by file, ``annotations.json`` last, so an interrupted export never looks done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks import layout
+from tasks.config import PipelineConfig
+from tasks.errors import PermanentError, QualityGateFailed
+from tasks.labeling import prompts as prompts_mod
+from tasks.stages.ingest import content_id
+from tasks.stages.runner import ORDER, execute
+from tasks.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelResult:
+    out_dir: Path
+    video_id: str
+    run: str
+    frames: int
+    objects: int
+    seconds: float
+    stage_seconds: dict[str, float]
+    validation_passed: bool
+    validation_error: str | None = None
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["out_dir"] = str(self.out_dir)
+        return d
+
+
+def label_video(
+    video: str | Path,
+    out_dir: str | Path,
+    *,
+    config: PipelineConfig | None = None,
+    prompts_file: str | Path | None = None,
+    store: ObjectStore | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> LabelResult:
+    video = Path(video)
+    out_dir = Path(out_dir)
+    if not video.is_file():
+        raise PermanentError(f"no such video file: {video}")
+    config = config or PipelineConfig()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = store or open_store(os.environ.get("LEADER360V_STORE") or out_dir / ".store")
+    t0 = time.perf_counter()
+    video_id, _ = content_id(video)
+    key = f"{layout.RAW}label/{video_id}/{video.name}"
+    if not store.exists(key):
+        store.put_file(key, video)
+    if prompts_file is not None:
+        data = Path(prompts_file).read_bytes()
+        _, sha = prompts_mod.load_bytes(data, where=str(prompts_file))  # structural checks, early
+        store.put_bytes(layout.prompts_key(video_id, sha), data)
+        config = config.with_overrides({"prompts": sha})
+    times: dict[str, float] = {}
+    r = execute("ingest", store=store, config=config, params={"key": key}, force=force)
+    times["ingest"] = r.seconds
+    validation_error = None
+    for stage in ORDER[1:]:
+        try:
+            r = execute(stage, store=store, config=config, video_id=video_id, force=force,
+                        params={"progress": progress})
+        except QualityGateFailed as exc:
+            validation_error = str(exc)
+            break
+        times[stage] = round(r.seconds, 3)
+    n_objects = _export(store, video_id, config.hash, out_dir)
+    frames = json.loads((out_dir / "annotations.json").read_text())["videos"][0]["length"]
+    return LabelResult(out_dir, video_id, config.hash, frames, n_objects, round(time.perf_counter() - t0, 3), times,
+                       validation_error is None, validation_error)
+
+
+def _export(store: ObjectStore, video_id: str, run: str, out_dir: Path) -> int:
+    qa = store.get_json(layout.manifest_key(video_id, run, "qa"))
+    outs = {k: store.key_from_uri(v) for k, v in qa["outputs"].items()}
+    doc = store.get_json(outs["annotations"])
+    n = int(doc["videos"][0]["length"])
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
+        tmp = Path(tmp)
+        (tmp / "idmaps").mkdir()
+        for i in range(n):
+            store.get_file(f"{outs['idmaps']}{i:05d}.png", tmp / "idmaps" / f"{i:05d}.png")
+        store.get_file(outs["preview"], tmp / "preview.mp4")
+        store.get_file(outs["flags"], tmp / "flags.json")
+        review = tmp / "review"
+        review.mkdir()
+        for info in store.list(outs["review"]):
+            store.get_file(info.key, review / info.key.rsplit("/", 1)[-1])
+        (tmp / "annotations.json").write_text(json.dumps(doc, ensure_ascii=False))
+        # an old annotations.json must not describe the new id maps, even for an instant
+        (out_dir / "annotations.json").unlink(missing_ok=True)
+        for name in ("idmaps", "review"):
+            dest = out_dir / name
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp / name, dest)
+        for name in ("preview.mp4", "flags.json", "annotations.json"):  # annotations.json last
+            os.replace(tmp / name, out_dir / name)
+    return len(doc["annotations"])
