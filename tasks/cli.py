@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="object key, e.g. raw/2026-11-24/clip.mp4")
     _add_store_arg(p)
 
+    p = sub.add_parser("status", help="videos, runs, quarantine and releases in the store", formatter_class=fmt,
+                       description="Show how far each video got, what was quarantined and why, and where the "
+                                   "releases, previews and quality reports are.")
+    _add_store_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--gt", type=Path, help="also evaluate the newest labels against this ground truth (e.g. synth gt.json)")
+
     p = sub.add_parser("config", help="print the effective configuration and its hash", formatter_class=fmt)
     _add_config_args(p)
 
@@ -219,6 +226,28 @@ def _cmd_upload(args) -> int:
     return 0
 
 
+def _cmd_status(args) -> int:
+    from tasks.status import collect, format_status
+
+    s = collect(_store(args))
+    if args.json:
+        _print_json(s)
+    else:
+        print(format_status(s))
+    if args.gt:
+        from tasks.formats import ytvis
+        from tasks.metrics import evaluate, format_report
+
+        uid = ytvis.load(args.gt)["videos"][0].get("video_uid")
+        runs = [r for v in s["videos"] if v["video_id"] == uid for r in v["runs"] if "annotations" in r]
+        if not runs:
+            print(f"\nno labels yet for the ground truth's video {uid}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"\nlabels vs ground truth ({args.gt}):")
+        print(format_report(evaluate(runs[-1]["annotations"], args.gt)))
+    return 0
+
+
 def _cmd_config(args) -> int:
     cfg = _config(args)
     _print_json({"hash": cfg.hash, "config": cfg.model_dump(mode="json")})
@@ -266,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     handlers = {"synth": _cmd_synth, "label": _cmd_label, "evaluate": _cmd_evaluate, "release": _cmd_release,
-                "upload": _cmd_upload, "config": _cmd_config}
+                "upload": _cmd_upload, "config": _cmd_config, "status": _cmd_status}
     handler = handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
     try:
         return handler(args)

@@ -81,6 +81,9 @@ def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
     info, err = _run_ffprobe(path)
     is_bmff = head[4:8] == _ISO_BMFF_MAGIC
     if info is None:
+        if is_bmff and "moov atom not found" in err:
+            raise InputRejected(
+                "truncated", "the MP4/MOV index (moov atom) is missing: the upload was cut off; re-upload the complete file")
         if is_bmff:
             raise InputRejected(
                 "truncated",
@@ -91,6 +94,9 @@ def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
     fmt = info.get("format", {})
     container = str(fmt.get("format_name", ""))
     if not streams:
+        if container and container not in _IMAGE_FORMATS:
+            raise InputRejected("no_frames", f"the {container.split(',')[0]} container holds no video frames "
+                                             "(no video stream); the recording or export produced an empty video")
         raise InputRejected("not_a_video", f"the file has no video stream (container {container or 'unknown'})")
     v = streams[0]
     if container in _IMAGE_FORMATS or (v.get("codec_name") in ("png", "bmp", "webp") and not fmt.get("duration")):
