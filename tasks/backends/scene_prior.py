@@ -152,7 +152,7 @@ class ClusterPriorVoter:
             cnt = np.bincount(idx, minlength=n + 1).astype(np.float64)
             cnt[cnt == 0] = 1
 
-            def mean(a: np.ndarray) -> np.ndarray:
+            def mean(a: np.ndarray, idx=idx, n=n, cnt=cnt) -> np.ndarray:
                 return np.bincount(idx, a.ravel().astype(np.float64), minlength=n + 1) / cnt
 
             # hue is circular: average it as a vector

@@ -31,6 +31,11 @@ def decode(rle: dict) -> np.ndarray:
     return _mask.decode(_native(rle)).astype(bool)
 
 
+def decode_many(rles: list[dict]) -> np.ndarray:
+    """Decode several RLEs of one size in one call: (H, W, N) uint8 (Fortran order)."""
+    return _mask.decode([_native(r) for r in rles])
+
+
 def area(rle: dict) -> int:
     return int(_mask.area(_native(rle)))
 

@@ -232,18 +232,18 @@ def video_idmaps(doc: dict, video_index: int = 0, *, overlap: str = "error") -> 
     anns = [a for a in doc["annotations"] if a["video_id"] == video["id"]]
     h, w = video["height"], video["width"]
     for f in range(video["length"]):
-        masks = []
-        for a in anns:
-            s = a["segmentations"][f]
-            if s is not None:
-                masks.append((track_id_of(a), rlemod.decode(s)))
+        present = [(track_id_of(a), a["segmentations"][f]) for a in anns if a["segmentations"][f] is not None]
         idmap = np.zeros((h, w), np.uint16)
-        if overlap == "smaller_wins":
-            masks.sort(key=lambda tm: -int(tm[1].sum()))  # paint large first, small last
-        for t, m in masks:
-            if overlap == "error" and (idmap[m] != 0).any():
+        if present:
+            rles = [r for _, r in present]
+            if overlap == "error" and len(rles) > 1 and rlemod.merge_area(rles) != sum(rlemod.area(r) for r in rles):
                 raise FormatError(f"video {video.get('video_uid', video['id'])} frame {f}: masks of tracks overlap")
-            idmap[m] = t
+            stack = rlemod.decode_many(rles)
+            order = range(len(present))
+            if overlap == "smaller_wins":  # paint large first, small last
+                order = sorted(order, key=lambda k: -rlemod.area(rles[k]))
+            for k in order:
+                idmap[stack[:, :, k] > 0] = present[k][0]
         yield idmap
 
 

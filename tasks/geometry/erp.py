@@ -70,8 +70,7 @@ def lonlat_axes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lonlat_to_vec(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    lon = np.asarray(lon, dtype=np.float64)
-    lat = np.asarray(lat, dtype=np.float64)
+    lon, lat = np.broadcast_arrays(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
     c = np.cos(lat)
     return np.stack([c * np.cos(lon), c * np.sin(lon), np.sin(lat)], axis=-1)
 

@@ -112,7 +112,7 @@ def validate_candidate(store: ObjectStore, candidate: str, config: PipelineConfi
     splits = store.get_json(prefix + "splits.json")
     vocab_ids = master().ids()
     reports = []
-    for i, v in enumerate(doc["videos"]):
+    for v in doc["videos"]:
         sub = {"videos": [v], "categories": doc["categories"],
                "annotations": [a for a in doc["annotations"] if a["video_id"] == v["id"]]}
         checks = gate.video_checks(int(v["length"]), vocab_ids, config.release.min_frame_coverage,
@@ -223,7 +223,7 @@ def dataset_card(version: int, doc: dict, splits: dict, videos: list[dict], repo
         "## Contents",
         f"- {len(doc['videos'])} equirectangular (ERP, 2:1) videos, {frames} frames, "
         f"{len(doc['annotations'])} objects (tracks), {masks} masks.",
-        f"- Splits: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + " (deterministic by content hash).",
+        "- Splits: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + " (deterministic by content hash).",
         f"- Pipeline runs (config hashes): {', '.join(sorted({r['run'] for r in videos}))}.",
         "",
         "## Format",

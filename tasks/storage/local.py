@@ -94,11 +94,10 @@ class LocalStore(ObjectStore):
         if not start.is_dir():
             return
         if recursive:
-            walker = sorted(os.walk(start))
-            for dirpath, dirnames, filenames in walker:
-                dirnames.sort()
-                for name in sorted(filenames):
-                    yield from self._info(Path(dirpath) / name, prefix)
+            # lexicographic key order, as S3 lists (a/b/c before a/x)
+            infos = [i for dirpath, _, files in os.walk(start) for name in files
+                     for i in self._info(Path(dirpath) / name, prefix)]
+            yield from sorted(infos, key=lambda i: i.key)
         else:
             for child in sorted(start.iterdir()):
                 if child.is_file():
