@@ -19,13 +19,17 @@ import numpy as np
 
 from tasks.backends.protocols import LabeledSegments
 from tasks.geometry.components import wrap_components
-from tasks.geometry.erp import lonlat_axes
+from tasks.geometry.erp import lonlat_axes, row_solid_angles
 
 # kinds -> names in each voter's label space
 _MASTER = {"sky": "sky", "tree": "tree", "grass": "grass", "water": "water", "dirt": "dirt", "snow": "snow"}
 _COCO = {"sky": "sky-other-merged", "tree": "tree-merged", "grass": "grass-merged", "water": "water-other",
          "dirt": "dirt-merged", "snow": "snow"}
 _KINDS = ["sky", "tree", "grass", "water", "dirt", "snow"]
+# Ground-like stuff comes in expanses: a white or brown blob smaller than this share of the
+# sphere is far more likely an object than a snowfield or a patch of dirt [ours; a bright ball
+# near the horizon was read as snow by both voters before this].
+_MIN_SPHERE_FRACTION = {"water": 0.01, "dirt": 0.01, "snow": 0.03}
 
 
 def hsv_features(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,13 +79,17 @@ def _segments_from_kinds(kinds: np.ndarray, min_px: int, names: dict[str, str]) 
     labels = np.zeros(kinds.shape, np.int32)
     seg_names: dict[int, str | None] = {}
     nxt = 1
+    h, w = kinds.shape
+    wrow = np.broadcast_to(row_solid_angles(h, w)[:, None] / (4 * np.pi), kinds.shape).ravel()
     for k in range(1, len(_KINDS) + 1):
         comp, n = wrap_components(kinds == k)
         if n == 0:
             continue
         areas = np.bincount(comp.ravel(), minlength=n + 1)
+        sphere = np.bincount(comp.ravel(), weights=wrow, minlength=n + 1)
+        min_sphere = _MIN_SPHERE_FRACTION.get(_KINDS[k - 1], 0.0)
         for c in range(1, n + 1):
-            if areas[c] < min_px:
+            if areas[c] < min_px or sphere[c] < min_sphere:
                 continue
             labels[comp == c] = nxt
             seg_names[nxt] = names[_KINDS[k - 1]]

@@ -8,6 +8,8 @@ objects the SDR does not find again lose their track. We keep the first three an
   lost because a segmentor missed it once;
 * an unmatched new mask lying mostly inside one current thing track is a piece of it (the
   segmentor split the object), not a new object;
+* an unmatched new mask that contains most of a current thing track is that object seen more
+  completely (it is re-emerging from an occlusion, or was only half found), not a new object;
 * an unmatched new thing near where a recently lost track was, with the same look, is that
   track coming back (after an occlusion) rather than a new id.
 
@@ -89,6 +91,7 @@ def relink(
     lab: np.ndarray | None = None,
     state: RelinkState | None = None,
     max_lost_frames: int = 0,
+    hidden: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place."""
     assigned: dict[int, int] = {}
@@ -115,13 +118,17 @@ def relink(
             event["relabeled"].append(t)
     # unmatched new objects: stuff joins its class, parts join their object, the lost come back
     stuff_track = {tr.category: tid for tid, tr in tracks.items() if not tr.isthing}
-    cover_of = {}
+    cover_of = {}   # new -> (share of it inside a thing track, that track)
+    contains = {}   # new -> (share of a thing track inside it, that track)
     for i in range(st.a.size):
         n, t = int(st.a[i]), int(st.b[i])
         if tracks.get(t) is not None and tracks[t].isthing:
             c = float(st.cover_a[i])
             if c > cover_of.get(n, (0.0, 0))[0]:
                 cover_of[n] = (c, t)
+            b = float(st.cover_b[i])
+            if t not in used_tracks and b > contains.get(n, (0.0, 0))[0]:
+                contains[n] = (b, t)
     for n in sorted(new.objects):
         if n in assigned:
             continue
@@ -135,10 +142,19 @@ def relink(
             assigned[n] = t
             event["parts"] += 1
             continue
-        back = _reidentify(new.idmap == n, obj, lab, state, frame, max_lost_frames, tracks)
+        b, t = contains.get(n, (0.0, 0))
+        if obj["isthing"] and b >= _PART_OF and t not in used_tracks:
+            assigned[n] = t
+            used_tracks.add(t)
+            event["completed"] = event.get("completed", 0) + 1
+            continue
+        back = _from_hidden(new.idmap == n, obj, hidden, tracks, set(assigned.values()))
+        if back is None:
+            back = _reidentify(new.idmap == n, obj, lab, state, frame, max_lost_frames, tracks)
         if back is not None:
             assigned[n] = back
-            state.lost.pop(back, None)  # type: ignore[union-attr]
+            if state is not None:
+                state.lost.pop(back, None)
             event["reidentified"].append(back)
             continue
         tid = max(tracks, default=0) + 1
@@ -166,6 +182,28 @@ def relink(
                 out[m] = t
                 event["kept"].append(t)
     return out, event
+
+
+def _from_hidden(mask, obj, hidden, tracks, taken) -> int | None:
+    """A new thing where the propagator expects a hidden (occluded) track to reappear."""
+    if not hidden or not obj["isthing"]:
+        return None
+    best, best_iou = None, 0.0
+    area = mask.sum()
+    for tid, pred in hidden.items():
+        if tid in taken or tid not in tracks:
+            continue
+        tr = tracks[tid]
+        if tr.category != obj["category"] and UNKNOWN not in (tr.category, obj["category"]):
+            continue
+        inter = np.logical_and(mask, pred).sum()
+        if inter == 0:
+            continue
+        # a re-emerging object is partly visible: judge by how much of it lies where expected
+        score = inter / area
+        if score >= _PART_OF and score > best_iou:
+            best, best_iou = tid, score
+    return best
 
 
 def _reidentify(mask, obj, lab, state, frame, max_lost_frames, tracks) -> int | None:

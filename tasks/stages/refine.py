@@ -9,8 +9,9 @@ On the check grid (``t % ceil(fps / 5) == 0``) a frame is re-annotated when
   appears in front of labeled background).
 
 The fresh SDR is re-linked to the current tracks (:mod:`tasks.labeling.relink`) and following
-resumes from the merged id map. Until the first re-annotation the propagate stage's id maps are
-reused as they are; from there on the frames are followed anew.
+resumes from the merged id map. Refine follows the video from frame 0 with its own propagator
+(identical to the propagate stage's output until the first re-annotation) so that it knows
+where occluded objects should reappear; re-linking uses that to give them their id back.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tasks.labeling.relink import RelinkState, relink, remember
 from tasks.labeling.sdr import annotate_frame
 from tasks.labeling.tracks import tracks_from_json, tracks_to_json
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
+from tasks.stages.propagate import follow
 from tasks.stages.sdr import load_prompts
 from tasks.storage import ObjectStore
 from tasks.video.framestore import Frames
@@ -57,22 +59,14 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     r0 = coverage(first, rc.coverage)
     rho = r0 - rc.tau * step
     backends = build_backends(config)
-    propagator = None
+    propagator = build_propagator(config, width)
     state = RelinkState()
     last_areas = track_areas(first)
     events: list[dict] = []
     checks = 0
     cov_series = []
     bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
-    for t, frame in enumerate(frames.iter(0)):
-        if propagator is None:
-            idm = load(t)
-        else:
-            idm = propagator.step(frame)
-            p = prompts.at(t, width) if prompts is not None else None
-            if p is not None:
-                idm = prompts_mod.apply(idm, p)
-                propagator.reset(frame, idm)
+    for t, frame, idm in follow(frames, 0, first, propagator, prompts):
         if t > 0 and t % step == 0:
             checks += 1
             cov = coverage(idm, rc.coverage)
@@ -89,15 +83,14 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
             if reasons:
                 fresh = annotate_frame(frame, config, backends)
                 idm, event = relink(idm, fresh, tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=state,
-                                    max_lost_frames=int(round(3 * fps)))
+                                    max_lost_frames=int(round(3 * fps)),
+                                    hidden=propagator.hidden_objects(idm.shape))
                 p = prompts.at(t, width) if prompts is not None else None
                 if p is not None:
                     idm = prompts_mod.apply(idm, p)
                 event.update(trigger=reasons, coverage_before=round(cov, 4),
                              coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
                 events.append(event)
-                if propagator is None:
-                    propagator = build_propagator(config, width)
                 propagator.reset(frame, idm)
                 areas = track_areas(idm)
             remember(state, idm, lab, t, tracks)
