@@ -22,7 +22,7 @@ from tasks.config import PipelineConfig
 from tasks.errors import PermanentError, QualityGateFailed
 from tasks.labeling import prompts as prompts_mod
 from tasks.stages.ingest import content_id
-from tasks.stages.runner import ORDER, execute
+from tasks.stages.runner import ORDER, execute, output_key
 from tasks.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def label_video(
 
 def _export(store: ObjectStore, video_id: str, run: str, out_dir: Path) -> int:
     qa = store.get_json(layout.manifest_key(video_id, run, "qa"))
-    outs = {k: store.key_from_uri(v) for k, v in qa["outputs"].items()}
+    outs = {k: output_key(store, qa, k) for k in qa["outputs"]}
     doc = store.get_json(outs["annotations"])
     n = int(doc["videos"][0]["length"])
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tasks import layout
 from tasks.errors import ObjectNotFound
 from tasks.stages.release import published_versions
-from tasks.stages.runner import ORDER
+from tasks.stages.runner import ORDER, output_key
 from tasks.storage import ObjectStore
 
 
@@ -34,12 +34,12 @@ def collect(store: ObjectStore) -> dict:
             entry = {"run": run, "stages_done": done, "ready": "validate" in done}
             if "qa" in done:
                 qa = store.get_json(layout.manifest_key(vid, run, "qa"))
-                entry["preview"] = _local(store, store.key_from_uri(qa["outputs"]["preview"]))
-                entry["annotations"] = _local(store, store.key_from_uri(qa["outputs"]["annotations"]))
+                entry["preview"] = _local(store, output_key(store, qa, "preview"))
+                entry["annotations"] = _local(store, output_key(store, qa, "annotations"))
                 entry["flags"] = qa["stats"].get("flags", {})
             if "validate" in done:
                 v = store.get_json(layout.manifest_key(vid, run, "validate"))
-                entry["quality_report"] = _local(store, store.key_from_uri(v["outputs"]["report"]))
+                entry["quality_report"] = _local(store, output_key(store, v, "report"))
             runs.append(entry)
         quarantined = None
         if store.exists(layout.quarantine_key(vid)):

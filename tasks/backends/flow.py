@@ -64,14 +64,16 @@ class FlowPropagator:
     name = "flow"
 
     def __init__(self, flow_width: int = 512, wrap_pad_ratio: float = 0.125, fb_max_error: float = 1.5,
-                 min_area_px: int = 0, object_max_fraction: float = 0.05, hole_fill_px: int = 0,
+                 min_area_px: int = 0, object_max_fraction: float = 0.05, gap_px: float | None = None,
                  max_hidden_frames: int = 30):
         self.flow_width = int(flow_width)
         self.wrap_pad_ratio = float(wrap_pad_ratio)
         self.fb_max_error = float(fb_max_error)
         self.min_area_px = int(min_area_px)
         self.object_max_fraction = float(object_max_fraction)
-        self.hole_fill_px = int(hole_fill_px)
+        # unlabeled gaps at most this far from a label are closed (flow noise along moving
+        # edges); wider holes stay open, so a real newcomer still lowers coverage [M §1.3]
+        self.gap_px = gap_px
         self.max_hidden_frames = int(max_hidden_frames)
         self._state: dict[int, _ObjectState] = {}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -179,8 +181,9 @@ class FlowPropagator:
         objects = self._object_ids(prev)
         if objects:
             new = self._move_objects(prev, new, objects, fwd, scale, self._prev_lab, lab)
-        if self.hole_fill_px > 0:
-            new = self._fill_small_holes(new, set(objects))
+        gap = self.gap_px if self.gap_px is not None else max(1.0, 2.0 * w / 1024)
+        if gap > 0:
+            new = self._close_thin_gaps(new, gap)
         self._observe(new, lab)
         if self.min_area_px > 0:
             areas = np.bincount(new.ravel())
@@ -269,7 +272,7 @@ class FlowPropagator:
             owner[ny_k[better], nx_k[better]] = k
             best[ny_k[better], nx_k[better]] = d_k[better]
         # snap boundaries: re-decide a band around each moved object by colour
-        for k, (ny, nx, color) in moved.items():
+        for k, (_, _, color) in moved.items():
             self._snap(owner, best, k, color, lab, new)
         new[owner > 0] = owner[owner > 0]
         return new
@@ -313,7 +316,6 @@ class FlowPropagator:
         ys, xs = np.nonzero(owner == k)
         if ys.size == 0:
             return
-        size = max(ys.max() - ys.min(), 1)
         band = max(_MIN_BAND_PX, int(round(_BAND * np.sqrt(ys.size))))
         # region of interest with wrap: columns relative to the object's circular centre
         ang = xs / w * 2 * np.pi
@@ -339,7 +341,6 @@ class FlowPropagator:
         band_px = outer & ~inner & ((sub_owner == 0) | (sub_owner == k))
         take = band_px & (d_obj < d_bg) & (d_obj <= _COLOR_MATCH)
         drop = band_px & (sub_owner == k) & ~take
-        del size
         rows = np.arange(y0, y1)
         ty, tx = np.nonzero(take)
         owner[rows[ty], cols[tx]] = k
@@ -351,24 +352,19 @@ class FlowPropagator:
                                                       background[rows[dy_], cols[dx_]])
 
     @staticmethod
-    def _fill_small_holes(idmap: np.ndarray, objects: set[int]) -> np.ndarray:
-        """Unlabeled pixels take the label of the nearest background (non-object) pixel: what a
-        moving object uncovers is the background around it."""
+    def _close_thin_gaps(idmap: np.ndarray, gap: float) -> np.ndarray:
+        """Unlabeled pixels within ``gap`` px of a label take the nearest label (seam wrapped)."""
         zero = idmap == 0
-        if not zero.any():
+        if not zero.any() or zero.all():
             return idmap
-        src = idmap.copy()
-        if objects:
-            src[np.isin(src, np.array(sorted(objects), dtype=np.uint16))] = 0
-        if not (src > 0).any():
-            return idmap
-        # distance transform with indices to the nearest background-labeled pixel, seam wrapped
-        pad = min(64, idmap.shape[1] // 4)
-        sp = np.concatenate([src[:, -pad:], src, src[:, :pad]], axis=1)
-        _, (iy, ix) = ndimage.distance_transform_edt(sp == 0, return_indices=True)
+        pad = int(np.ceil(gap)) + 1
+        sp = np.concatenate([idmap[:, -pad:], idmap, idmap[:, :pad]], axis=1)
+        dist, (iy, ix) = ndimage.distance_transform_edt(sp == 0, return_indices=True)
+        near = (dist <= gap)[:, pad:-pad]
         filled = sp[iy, ix][:, pad:-pad]
         out = idmap.copy()
-        out[zero] = filled[zero]
+        fix = zero & near
+        out[fix] = filled[fix]
         return out
 
 

@@ -13,6 +13,14 @@ objects the SDR does not find again lose their track. We keep the first three an
 * an unmatched new thing near where a recently lost track was, with the same look, is that
   track coming back (after an occlusion) rather than a new id.
 
+A new thing becomes a track only from a minimal size: mid-video, a speck is far more often a
+fragment than an arrival, and an arriving object grows until a later check finds it.
+
+A matched thing keeps its own mask when the fresh one agrees with it (IoU >= 0.7) or when a
+person prompted it: the refresh confirms the object, it does not replace a temporally
+consistent mask by a single-frame guess. Stuff always takes the fresh mask (that is how the
+background's holes and drift get repaired).
+
 One class per track: a matched track keeps its class, except that ``unknown`` is upgraded when
 the new SDR names the object.
 """
@@ -29,7 +37,10 @@ from tasks.labeling.sdr import FrameObjects
 from tasks.labeling.tracks import Track
 from tasks.vocabulary import UNKNOWN
 
+_KEEP_IOU = 0.7        # a matched track this close to the fresh mask keeps its own (temporally consistent) mask
 _PART_OF = 0.7          # share of a new mask inside one track that makes it part of that track
+_PART_TOUCH = 0.2       # ... or this share, when the piece is smaller than the track and looks like it
+_PART_COLOR = 15.0      # CIELAB distance under which a piece "looks like" the track
 _REID_COLOR = 18.0      # max CIELAB distance of mean colours for re-identification
 _REID_ANGLE = 2.5       # max angular distance, in units of the lost track's angular radius
 
@@ -92,9 +103,11 @@ def relink(
     state: RelinkState | None = None,
     max_lost_frames: int = 0,
     hidden: dict[int, np.ndarray] | None = None,
+    min_new_area: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place."""
     assigned: dict[int, int] = {}
+    keep_own: set[int] = set()
     event = {"frame": frame, "matched": 0, "stuff_merged": 0, "parts": 0, "reidentified": [], "new": [],
              "kept": [], "relabeled": []}
     st = pair_stats(new.idmap, current)
@@ -110,6 +123,8 @@ def relink(
         used_tracks.add(t)
         event["matched"] += 1
         tr = tracks.get(t)
+        if tr is not None and tr.isthing and (iou >= _KEEP_IOU or tr.origin == "prompt"):
+            keep_own.add(t)
         cat = new.objects[n]["category"]
         if tr is not None and tr.category == UNKNOWN and cat != UNKNOWN:
             tr.category = cat
@@ -138,7 +153,7 @@ def relink(
             event["stuff_merged"] += 1
             continue
         c, t = cover_of.get(n, (0.0, 0))
-        if obj["isthing"] and c >= _PART_OF:
+        if obj["isthing"] and (c >= _PART_OF or (c >= _PART_TOUCH and _looks_like_part(new.idmap == n, current == t, lab))):
             assigned[n] = t
             event["parts"] += 1
             continue
@@ -157,6 +172,9 @@ def relink(
                 state.lost.pop(back, None)
             event["reidentified"].append(back)
             continue
+        if obj["isthing"] and (new.idmap == n).sum() < min_new_area:
+            event["too_small"] = event.get("too_small", 0) + 1
+            continue  # an appearing object grows; it becomes a track at a later check
         tid = max(tracks, default=0) + 1
         tracks[tid] = Track(obj["category"], bool(obj["isthing"]),
                             dict(obj.get("provenance", {}), found_at_frame=frame), born=frame, origin="refine")
@@ -168,9 +186,12 @@ def relink(
     for n, t in assigned.items():
         lut[n] = t
     out = lut[new.idmap]
-    # re-add every current track that was not re-detected, from its current mask
+    if keep_own:
+        ids = np.array(sorted(keep_own), dtype=out.dtype)
+        out[np.isin(out, ids)] = 0
+    # re-add every current track that was not re-detected (and the confirmed ones) from its mask
     present = set(np.unique(current).tolist()) - {0}
-    missing = sorted(present - set(assigned.values()))
+    missing = sorted((present - set(assigned.values())) | (keep_own & present))
     if missing:
         isstuff = np.zeros(int(max(tracks, default=0)) + 1, bool)
         for tid, tr in tracks.items():
@@ -180,8 +201,16 @@ def relink(
             m = (current == t) & free
             if m.any():
                 out[m] = t
-                event["kept"].append(t)
+                if t not in keep_own:
+                    event["kept"].append(t)
     return out, event
+
+
+def _looks_like_part(piece: np.ndarray, track: np.ndarray, lab: np.ndarray | None) -> bool:
+    """A piece smaller than a track it overlaps, with the same colour: the segmentor split it."""
+    if lab is None or piece.sum() >= 0.5 * track.sum():
+        return False
+    return float(np.linalg.norm(lab[piece].mean(axis=0) - lab[track].mean(axis=0))) <= _PART_COLOR
 
 
 def _from_hidden(mask, obj, hidden, tracks, taken) -> int | None:

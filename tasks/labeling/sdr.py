@@ -27,6 +27,9 @@ from tasks.vocabulary import UNKNOWN, Vocabulary, master
 
 log = logging.getLogger(__name__)
 
+_ABSORB_BORDER = 0.6   # share of a fragment's border that one stuff region must hold
+_ABSORB_COLOR = 20.0   # max CIELAB distance between the fragment and that region (OpenCV Lab units)
+
 
 @dataclass
 class FrameProposals:
@@ -37,6 +40,7 @@ class FrameProposals:
     voters: dict[str, LabeledSegments]         # voter name -> its labeled segments
     spaces: dict[str, str]                     # voter name -> label space
     entity_source: str = "superpixel"
+    entity_colors: dict[int, list[float]] = field(default_factory=dict)  # entity -> mean CIELAB
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -46,7 +50,7 @@ class FrameProposals:
     def to_files(self) -> tuple[dict[str, bytes], dict]:
         files = {"entity.png": idmap_png.encode_png(self.entity)}
         meta = {"entity_tiles": {str(k): v for k, v in self.entity_tiles.items()}, "entity_source": self.entity_source,
-                "voters": {}}
+                "entity_colors": {str(k): v for k, v in self.entity_colors.items()}, "voters": {}}
         for name, seg in self.voters.items():
             files[f"voter_{name}.png"] = idmap_png.encode_png(seg.labels)
             meta["voters"][name] = {"label_space": self.spaces[name],
@@ -64,6 +68,7 @@ class FrameProposals:
             entity=idmap_png.decode_png(files["entity.png"]).astype(np.int32),
             entity_tiles={int(k): v for k, v in meta["entity_tiles"].items()},
             voters=voters, spaces=spaces, entity_source=meta.get("entity_source", "superpixel"),
+            entity_colors={int(k): v for k, v in meta.get("entity_colors", {}).items()},
         )
 
 
@@ -126,7 +131,59 @@ def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends)
         else:
             voters[v.name] = v.segment(work)
         spaces[v.name] = v.label_space
-    return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name)
+    return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name, _mean_colors(work, kept))
+
+
+def _mean_colors(rgb: np.ndarray, labels: np.ndarray) -> dict[int, list[float]]:
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float64)
+    n = int(labels.max()) + 1
+    flat = labels.ravel()
+    cnt = np.maximum(np.bincount(flat, minlength=n), 1)
+    means = np.stack([np.bincount(flat, lab[..., c].ravel(), minlength=n) / cnt for c in range(3)], 1)
+    return {int(e): [round(float(v), 2) for v in means[e]] for e in range(1, n)}
+
+
+def absorb_fragments(props: FrameProposals, labels: dict[int, EntityLabel]) -> dict[int, int]:
+    """Unnamed entities that belong to the region around them join it: ``{fragment: entity}``.
+
+    An ``unknown`` entity whose border is mostly shared with one larger entity of the same
+    colour is part of it: a cloud in the sky, a darker patch of grass, a lobe of an object the
+    segmentor cut off, a halo along an object's outline. The voters could not name it because
+    it is small and unlike the mean; what encloses it can.
+    """
+    ent = props.entity
+    if not props.entity_colors or ent.max() == 0:
+        return {}
+    n_ent = int(ent.max()) + 1
+    h = np.stack([ent[:, :-1].ravel(), ent[:, 1:].ravel()], 1)
+    wrap = np.stack([ent[:, -1], ent[:, 0]], 1)           # the seam is not a border
+    v = np.stack([ent[:-1, :].ravel(), ent[1:, :].ravel()], 1)
+    pairs = np.concatenate([h, wrap, v])
+    pairs = pairs[(pairs[:, 0] != pairs[:, 1]) & (pairs[:, 0] > 0) & (pairs[:, 1] > 0)]
+    pairs = np.concatenate([pairs, pairs[:, ::-1]]).astype(np.int64)
+    key, shared = np.unique(pairs[:, 0] * n_ent + pairs[:, 1], return_counts=True)
+    a, b = key // n_ent, key % n_ent
+    border = np.bincount(a, weights=shared, minlength=n_ent)
+    area = np.bincount(ent.ravel(), minlength=n_ent)
+    best: dict[int, tuple[float, int]] = {}
+    for e, n, s in zip(a.tolist(), b.tolist(), shared.tolist()):
+        le = labels.get(e)
+        if le is None or le.label != UNKNOWN or area[n] <= area[e] or n not in labels:
+            continue
+        if s >= _ABSORB_BORDER * border[e] and s > best.get(e, (0.0, 0))[0]:
+            ce, cn = props.entity_colors.get(e), props.entity_colors.get(n)
+            if ce is not None and cn is not None and float(np.linalg.norm(np.subtract(ce, cn))) <= _ABSORB_COLOR:
+                best[e] = (s, n)
+    parent = {e: n for e, (_, n) in best.items()}
+
+    def root(e: int) -> int:
+        seen = set()
+        while e in parent and e not in seen:
+            seen.add(e)
+            e = parent[e]
+        return e
+
+    return {e: root(e) for e in parent}
 
 
 def label_entities(
@@ -182,6 +239,7 @@ def fuse(
 ) -> FrameObjects:
     """Exclusive object id map: stuff merged per class, nameless background dropped."""
     vocab = vocab or master()
+    joins = absorb_fragments(props, labels)
     ent = props.entity
     h, w = ent.shape
     n = int(ent.max())
@@ -193,9 +251,19 @@ def fuse(
     stuff_ids: dict[str, int] = {}
     dropped_unknown = 0
     order = sorted(range(1, n + 1), key=lambda e: (-areas[e], e))
+    entity_object: dict[int, int] = {}
+    # fragments after the entity they join, so its object exists when they arrive
+    order = [e for e in order if e not in joins] + [e for e in order if e in joins]
     for e in order:
         lab = labels.get(e)
         if lab is None or areas[e] == 0:
+            continue
+        if e in joins:
+            target = entity_object.get(joins[e])
+            if target is not None:
+                lut[e] = target
+                entity_object[e] = target
+                objects[target]["provenance"].setdefault("fragments", []).append(e)
             continue
         if lab.label == UNKNOWN and sph[e] > config.sdr.max_unknown_fraction:
             dropped_unknown += 1
@@ -216,13 +284,15 @@ def fuse(
             if stuff:
                 stuff_ids[lab.label] = oid
         lut[e] = oid
+        entity_object[e] = oid
     work_map = lut[ent]
     out_h = out_width // 2
     idmap = work_map if out_width == w else cv2.resize(work_map, (out_width, out_h), interpolation=cv2.INTER_NEAREST)
     present = set(np.unique(idmap).tolist()) - {0}
     objects = {k: v for k, v in objects.items() if k in present}
     return FrameObjects(idmap.astype(np.uint16), objects,
-                        {"objects": len(objects), "dropped_unknown_background": dropped_unknown})
+                        {"objects": len(objects), "dropped_unknown_background": dropped_unknown,
+                         "absorbed_fragments": sum(1 for e in joins if e in entity_object)})
 
 
 def annotate_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameObjects:

@@ -71,26 +71,25 @@ def merge_tiles(
                     parent[max(ra, rb)] = min(ra, rb)
 
     roots = np.array([find(i) for i in range(total)])
-    # Each ERP column is seen by one or two tiles (overlap = pad); keep both candidate groups.
+    # Each ERP column is taken from the tile that sees it most centrally: a tile over-segments
+    # what sits near its border (less context), and its fragments must not cut into an object
+    # the neighbouring tile saw whole. Objects split between tiles are joined by the merge above.
     H, W = layout.height, layout.width
-    first = np.zeros((H, W), np.int64)
-    second = np.zeros((H, W), np.int64)
+    margin = np.full(W, -1, np.int64)
+    owner = np.zeros(W, np.int64)
     for t in range(n_tiles):
-        g = np.where(tile_labels[t] > 0, roots[tile_labels[t] + offsets[t]], 0)
         c = cols[t]
-        # a tile wider than W (tiny frames) repeats columns; fold repeats into the candidates
-        cur_first = first[:, c]
-        put_first = cur_first == 0
-        cur_second = second[:, c]
-        put_second = (~put_first) & (cur_second == 0) & (g != cur_first)
-        first[:, c] = np.where(put_first, g, cur_first)
-        second[:, c] = np.where(put_second, g, cur_second)
-    area = np.bincount(first.ravel(), minlength=total)
-    extra = (second > 0) & (second != first)
-    area += np.bincount(second[extra], minlength=total)
-    area[0] = 0
-    conflict = extra & (first > 0) & (area[second] < area[first])
-    out_groups = np.where(conflict | (first == 0), second, first)
+        j = np.arange(c.size)
+        m = np.minimum(j, c.size - 1 - j)  # distance to the tile's nearer edge
+        better = m > margin[c]
+        margin[c[better]] = m[better]
+        owner[c[better]] = t
+    out_groups = np.zeros((H, W), np.int64)
+    for t in range(n_tiles):
+        c = cols[t]
+        take = owner[c] == t
+        g = np.where(tile_labels[t] > 0, roots[tile_labels[t] + offsets[t]], 0)
+        out_groups[:, c[take]] = g[:, take]
 
     uniq = np.unique(out_groups)
     uniq = uniq[uniq > 0]

@@ -28,11 +28,12 @@ class StageInputs:
 
     def output_key(self, store: ObjectStore, stage: str, name: str) -> str:
         """Object key of output ``name`` of upstream ``stage``."""
+        from tasks.stages.runner import output_key
+
         try:
-            uri = self.upstream[stage]["outputs"][name]
+            return output_key(store, self.upstream[stage], name)
         except KeyError:
             raise KeyError(f"upstream stage {stage!r} has no output {name!r}") from None
-        return store.key_from_uri(uri)
 
     def stats(self, stage: str) -> dict:
         return self.upstream[stage].get("stats", {})

@@ -42,7 +42,7 @@ def follow(frames: Frames, start: int, idmap: np.ndarray, propagator, prompts=No
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
-    frames = Frames.from_uri(store, inputs.upstream["decode"]["outputs"]["frames"])
+    frames = Frames(store, inputs.output_key(store, "decode", "frames"))
     oprefix = inputs.output_key(store, "sdr", "objects")
     idmap0 = idmap_png.decode_png(store.get_bytes(oprefix + "00000.png"))
     objects = store.get_json(oprefix + "00000.json")["objects"]

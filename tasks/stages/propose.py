@@ -18,7 +18,7 @@ KEYFRAMES = (0,)
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
-    frames = Frames.from_uri(store, inputs.upstream["decode"]["outputs"]["frames"])
+    frames = Frames(store, inputs.output_key(store, "decode", "frames"))
     backends = build_backends(config)
     stats: dict = {"keyframes": list(KEYFRAMES), "entities": {}, "voter_segments": {}}
     for k in KEYFRAMES:

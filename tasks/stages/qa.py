@@ -63,7 +63,7 @@ def _fragments(mask: np.ndarray) -> int:
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
-    frames = Frames.from_uri(store, inputs.upstream["decode"]["outputs"]["frames"])
+    frames = Frames(store, inputs.output_key(store, "decode", "frames"))
     n, fps, width, height = len(frames), frames.fps, frames.width, frames.height
     iprefix = inputs.output_key(store, "refine", "idmaps")
     tracks = tracks_from_json(store.get_json(inputs.output_key(store, "refine", "tracks")))

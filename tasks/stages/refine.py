@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
-    frames = Frames.from_uri(store, inputs.upstream["decode"]["outputs"]["frames"])
+    frames = Frames(store, inputs.output_key(store, "decode", "frames"))
     n, fps, width = len(frames), frames.fps, frames.width
     pprefix = inputs.output_key(store, "propagate", "idmaps")
     tracks = tracks_from_json(store.get_json(inputs.output_key(store, "propagate", "tracks")))
@@ -50,7 +50,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     key_every = 0
     if rc.keyframe_interval_s > 0:
         key_every = max(step, int(round(rc.keyframe_interval_s * fps / step)) * step)
-    min_area = config.min_area(width, config.propagate.min_area_px_at_2048)
+    # the per-object trigger watches objects of some size; slivers come and go by themselves
+    min_area = max(4 * config.min_area(width, config.propagate.min_area_px_at_2048), int(5e-4 * width * width / 2))
 
     def load(t: int):
         return idmap_png.decode_png(store.get_bytes(f"{pprefix}{t:05d}.png"))
@@ -84,7 +85,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                 fresh = annotate_frame(frame, config, backends)
                 idm, event = relink(idm, fresh, tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=state,
                                     max_lost_frames=int(round(3 * fps)),
-                                    hidden=propagator.hidden_objects(idm.shape))
+                                    hidden=propagator.hidden_objects(idm.shape), min_new_area=min_area)
                 p = prompts.at(t, width) if prompts is not None else None
                 if p is not None:
                     idm = prompts_mod.apply(idm, p)

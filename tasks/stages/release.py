@@ -33,6 +33,7 @@ from tasks.errors import ObjectNotFound, PermanentError
 from tasks.formats import ytvis
 from tasks.quality import gate
 from tasks.quality.tables import release_tables, video_tables
+from tasks.stages.runner import output_key
 from tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,9 @@ def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dic
         if best is not None:
             qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
             out.append({"video_id": video_id, "run": best["run"], "validated": best["finished"],
-                        "annotations": store.key_from_uri(qa["outputs"]["annotations"]),
-                        "idmaps": store.key_from_uri(qa["outputs"]["idmaps"]),
-                        "frames": store.key_from_uri(qa["outputs"]["frames"])})
+                        "annotations": output_key(store, qa, "annotations"),
+                        "idmaps": output_key(store, qa, "idmaps"),
+                        "frames": output_key(store, qa, "frames")})
     return sorted(out, key=lambda r: r["video_id"])
 
 

@@ -62,6 +62,14 @@ def _digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
+def output_key(store: ObjectStore, manifest: dict, name: str) -> str:
+    """Object key of output ``name`` of a committed stage manifest."""
+    keys = manifest.get("keys")
+    if keys is not None:
+        return keys[name]
+    return store.key_from_uri(manifest["outputs"][name])
+
+
 def load_manifest(store: ObjectStore, video_id: str, run: str, stage: str) -> dict | None:
     try:
         return store.get_json(layout.manifest_key(video_id, run, stage))
@@ -135,9 +143,10 @@ def execute(
     for dep in spec.upstream:
         m = load_manifest(store, video_id, run, dep)
         if m is None:
+            how = ("`python -m tasks ingest --key <its raw key>` with this configuration" if dep == "ingest"
+                   else f"`python -m tasks {dep} --video-id {video_id} --run {run}`")
             raise MissingUpstream(
-                f"stage {stage!r} of video {video_id} run {run} needs stage {dep!r} committed first "
-                f"(run `python -m tasks {dep} --video-id {video_id} --run {run}`)"
+                f"stage {stage!r} of video {video_id} run {run} needs stage {dep!r} committed first (run {how})"
             )
         upstream[dep] = m
     upstream_digests = {dep: _digest(m) for dep, m in upstream.items()}
@@ -180,6 +189,8 @@ def build_manifest(stage, video_id, run, config, out: StageOutput, writer: Stage
         "seconds": round(time.perf_counter() - t0, 3),
         "upstream": upstream_digests,
         "outputs": {name: writer.store.uri(key) for name, key in out.outputs.items()},
+        # store-relative keys: readers resolve by key, so a moved or mirrored store still works
+        "keys": dict(out.outputs),
         "stats": out.stats,
         "files": writer.files,
     }

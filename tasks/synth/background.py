@@ -6,7 +6,7 @@ per clip: there is no camera motion, and a static background is what lets render
 below the per-frame budget.
 
 The colours are chosen for the segmenters downstream: a saturated blue sky whose clouds only
-lighten it (they never turn white enough to be mistaken for a white-grey object), and a green
+lighten it (they never turn white enough to be mistaken for an object), and a green
 meadow whose texture varies brightness by about +-15%, so both stay one colour cluster each.
 """
 

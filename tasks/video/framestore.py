@@ -47,10 +47,6 @@ class Frames:
         self.height: int = int(self.manifest["height"])
         self.fps: float = float(self.manifest["fps"])
 
-    @classmethod
-    def from_uri(cls, store: ObjectStore, uri: str) -> Frames:
-        return cls(store, store.key_from_uri(uri))
-
     def __len__(self) -> int:
         return self.count
 

@@ -1,0 +1,81 @@
+"""The CPU propagator: seam wrap, no drift, occlusion, re-acquisition."""
+
+import numpy as np
+import pytest
+
+from tasks.backends.flow import FlowPropagator
+from tasks.synth import build_scene, render_frames
+
+
+def scene_frames(seed=3, seconds=1.0, fps=10, width=512, objects=5):
+    sc = build_scene(seconds=seconds, fps=fps, width=width, seed=seed, objects=objects)
+    return sc, list(render_frames(sc))
+
+
+def test_yaw_rotation_is_followed_exactly_across_the_seam():
+    _, frames = scene_frames()
+    rgb, ids = frames[0]
+    p = FlowPropagator(256)
+    p.reset(rgb, ids)
+    for k in range(1, 10):
+        out = p.step(np.roll(rgb, 5 * k, axis=1))
+        truth = np.roll(ids, 5 * k, axis=1)
+        assert (out == truth).mean() > 0.995
+        assert (out[:, :8] == truth[:, :8]).mean() > 0.99  # the columns that came over the seam
+
+
+def test_static_scene_does_not_drift():
+    _, frames = scene_frames()
+    rgb, ids = frames[0]
+    p = FlowPropagator(256)
+    p.reset(rgb, ids)
+    for _ in range(15):
+        out = p.step(rgb)
+    assert (out == ids).mean() > 0.998
+
+
+def test_moving_objects_keep_their_masks_and_the_seam_object_one_id():
+    sc, frames = scene_frames(seed=0, seconds=2.0, fps=10, width=512)
+    p = FlowPropagator(256)
+    p.reset(frames[0][0], frames[0][1])
+    seam = sc.roles["seam"][0]
+    ious = []
+    for rgb, gt in frames[1:]:
+        out = p.step(rgb)
+        for t in (seam, sc.roles["pole"][0]):
+            a, b = gt == t, out == t
+            if a.any():
+                ious.append((a & b).sum() / (a | b).sum())
+        g = gt == seam
+        if g[:, 0].any() and g[:, -1].any():   # crossing now: one id on both sides
+            assert set(np.unique(out[g]).tolist()) - {0} <= {seam} | set(np.unique(out[~g]).tolist())
+            assert (out[g] == seam).mean() > 0.8
+    assert np.mean(ious) > 0.85
+
+
+def test_occluded_object_is_absent_then_comes_back_with_its_id():
+    sc, frames = scene_frames(seed=0, seconds=4.0, fps=15, width=512)
+    hidden = sc.roles["occluded"][0]
+    p = FlowPropagator(256)
+    p.reset(frames[0][0], frames[0][1])
+    areas = []
+    for rgb, gt in frames[1:]:
+        out = p.step(rgb)
+        areas.append(((gt == hidden).sum(), (out == hidden).sum()))
+    gt_a = np.array([a for a, _ in areas])
+    pr_a = np.array([b for _, b in areas])
+    full = gt_a.max()
+    occluded = gt_a < 0.05 * full
+    assert occluded.any()
+    assert (pr_a[occluded] < 0.2 * full).all()      # absent while hidden, not smeared
+    last = np.flatnonzero(occluded)[-1]
+    back = gt_a[last + 1:] > 0.6 * full
+    assert back.any() and (pr_a[last + 1:][back] > 0.5 * gt_a[last + 1:][back]).mean() > 0.8
+
+
+def test_step_before_reset_and_mismatched_map_are_errors():
+    p = FlowPropagator(64)
+    with pytest.raises(RuntimeError):
+        p.step(np.zeros((32, 64, 3), np.uint8))
+    with pytest.raises(ValueError):
+        p.reset(np.zeros((32, 64, 3), np.uint8), np.zeros((10, 10), np.uint16))

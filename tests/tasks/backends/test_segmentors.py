@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from tasks.backends.embedding_verifier import EmbeddingVerifier
+from tasks.backends.protocols import Candidate, EntitySegmentor, PanopticSegmentor, VerifyRequest
+from tasks.backends.scene_prior import ClusterPriorVoter, ColorPriorVoter
+from tasks.backends.superpixel import SuperpixelEntitySegmentor
+from tasks.synth import build_scene, render_frames
+
+
+@pytest.fixture(scope="module")
+def frame():
+    sc = build_scene(seconds=1.0, fps=5, width=512, seed=4)
+    return sc, next(render_frames(sc))
+
+
+def test_superpixel_entities_follow_object_outlines(frame):
+    sc, (rgb, gt) = frame
+    seg = SuperpixelEntitySegmentor()
+    assert isinstance(seg, EntitySegmentor)
+    labels = seg.segment(rgb)
+    assert labels.shape == gt.shape and labels.max() >= 3
+    # every synthetic object is mostly covered by one entity that does not spill far outside it
+    for t in np.unique(gt):
+        if t <= 2:
+            continue
+        m = gt == t
+        ids, counts = np.unique(labels[m], return_counts=True)
+        best = ids[np.argmax(counts)]
+        inter = counts.max()
+        assert inter / m.sum() > 0.6 and inter / (labels == best).sum() > 0.6
+
+
+def test_scene_prior_voters_name_sky_and_grass_in_their_label_spaces(frame):
+    sc, (rgb, gt) = frame
+    for voter, sky, grass in ((ColorPriorVoter(), "sky", "grass"),
+                              (ClusterPriorVoter(), "sky-other-merged", "grass-merged")):
+        assert isinstance(voter, PanopticSegmentor) and not voter.tiled
+        seg = voter.segment(rgb)
+        names = np.array([None] + [seg.names.get(i) for i in range(1, seg.labels.max() + 1)], dtype=object)
+        named = names[seg.labels]
+        assert (named[gt == 1] == sky).mean() > 0.8
+        assert (named[gt == 2] == grass).mean() > 0.8
+        objects = gt >= 3
+        assert (named[objects] == None).mean() > 0.7  # noqa: E711 - objects are left unnamed
+
+
+def test_embedding_verifier_maps_free_text_and_refuses_nonsense():
+    v = EmbeddingVerifier()
+    name = lambda text, space="free": v.map_texts([(text, space)])[0][0]  # noqa: E731
+    assert name("couch", "coco_panoptic") == "sofa"           # hand-written map
+    assert name("terrain", "cityscapes") == "ground"
+    assert name("pickup truck") == "truck"                    # by meaning
+    assert name("chimp") == "monkey"
+    assert name("quantum chromodynamics") is None             # never a new class
+    verdicts = v.verify([
+        VerifyRequest(1, [Candidate("tree-merged", "cluster_prior", "coco_panoptic", 0.9),
+                          Candidate("grass", "color_prior", "master", 0.4)]),
+        VerifyRequest(2, []),
+        VerifyRequest(3, [Candidate("zzqx flibber", "x", "free", 1.0)]),
+    ])
+    assert verdicts[0].label == "tree" and 0 < verdicts[0].confidence <= 1 and verdicts[0].thing_or_stuff == "stuff"
+    assert verdicts[1].label == "unknown" and verdicts[1].error
+    assert verdicts[2].label == "unknown" and "out of vocabulary" in verdicts[2].error

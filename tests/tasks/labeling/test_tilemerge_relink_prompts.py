@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+
+from tasks.errors import PromptError
+from tasks.formats import ytvis
+from tasks.formats.ytvis import TrackInfo, VideoInfo
+from tasks.geometry.tiles import cut_tiles, tile_layout
+from tasks.labeling import prompts
+from tasks.labeling.relink import relink
+from tasks.labeling.sdr import FrameObjects
+from tasks.labeling.tilemerge import merge_tiles
+from tasks.labeling.tracks import Track
+
+
+def test_tile_merge_joins_an_object_across_the_seam_and_tile_borders():
+    h, w = 64, 128
+    truth = np.zeros((h, w), np.int32)
+    truth[10:20, 120:] = 1
+    truth[10:20, :6] = 1          # across the seam
+    truth[30:40, 40:60] = 2       # across the tile 0 / tile 1 overlap
+    lay = tile_layout(h, w)
+    # each tile "segments" perfectly what it sees
+    tiles = [t.astype(np.int32) for t in cut_tiles(truth, lay)]
+    merged, members, _ = merge_tiles(tiles, lay)
+    assert merged.max() == 2
+    for k in (1, 2):
+        ids = np.unique(merged[truth == k])
+        assert ids.size == 1 and (merged == ids[0]).sum() == (truth == k).sum()
+
+
+def test_fragments_from_a_tile_edge_do_not_cut_an_object_seen_whole():
+    h, w = 64, 128
+    lay = tile_layout(h, w)
+    obj = np.zeros((h, w), np.int32)
+    c0 = lay.erp_columns(0)
+    c1 = lay.erp_columns(1)
+    shared = np.intersect1d(c0, c1)[:6]           # at tile 1's left edge, further from tile 0's
+    obj[20:30][:, shared] = 1
+    tiles = [np.zeros((h, lay.size), np.int32) for _ in range(3)]
+    i0 = np.array([np.flatnonzero(c0 == c)[0] for c in shared])
+    i1 = np.array([np.flatnonzero(c1 == c)[0] for c in shared])
+    assert (np.minimum(i0, lay.size - 1 - i0) > np.minimum(i1, lay.size - 1 - i1)).all()
+    tiles[0][20:30, i0] = 1                      # tile 0 sees the object whole
+    tiles[1][20:30, i1[:3]] = 1                  # tile 1 (object at its edge) splits it in two
+    tiles[1][20:30, i1[3:]] = 2
+    merged, _, _ = merge_tiles(tiles, lay)
+    ids = np.unique(merged[obj == 1])
+    assert ids.size == 1 and ids[0] > 0 and (merged == ids[0]).sum() == (obj == 1).sum()
+
+
+def objects(idmap, spec):
+    return FrameObjects(idmap, {k: {"category": c, "isthing": t, "provenance": {}} for k, (c, t) in spec.items()})
+
+
+def test_relink_keeps_ids_readds_missed_tracks_and_merges_stuff():
+    h, w = 32, 64
+    cur = np.zeros((h, w), np.uint16)
+    cur[:16] = 1           # sky
+    cur[16:] = 2           # grass
+    cur[5:10, 5:10] = 3    # object A
+    cur[20:25, 30:40] = 4  # object B (the new SDR will miss it)
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True), 4: Track("unknown", True)}
+    new = np.zeros((h, w), np.uint16)
+    new[:16] = 7           # sky again, other id
+    new[16:] = 8
+    new[16:20, 50:60] = 9  # a second grass fragment
+    new[5:10, 6:11] = 5    # object A, shifted by one
+    new[26:30, 2:6] = 6    # a brand new object
+    fo = objects(new, {7: ("sky", False), 8: ("grass", False), 9: ("grass", False), 5: ("ball", True),
+                       6: ("unknown", True)})
+    out, ev = relink(cur, fo, tracks, frame=3, reid_iou=0.3)
+    assert (out[5:10, 6:11] == 3).all()                  # matched: keeps its id
+    assert tracks[3].category == "ball"                  # "unknown" upgraded
+    assert (out[16:20, 50:60] == 2).all()                # stuff fragment joins its class
+    assert (out[20:25, 30:40] == 4).all() and 4 in ev["kept"]   # missed track re-added, not lost
+    assert ev["new"] == [5] and (out[26:30, 2:6] == 5).all() and tracks[5].born == 3
+
+
+def prompts_doc(h=32, w=64, n=4, frames=(0,), tid=42, cat="ball"):
+    maps = [np.zeros((h, w), np.uint16) for _ in range(n)]
+    for f in frames:
+        maps[f][10:20, 58:] = tid
+        maps[f][10:20, :4] = tid
+    return ytvis.build_video(VideoInfo("u" * 16, w, h, n, 10.0), maps, {tid: TrackInfo(tid, cat)})
+
+
+def test_prompts_parse_and_apply():
+    p = prompts.parse(prompts_doc(frames=(0, 2)))
+    assert p.tracks == {42: "ball"} and sorted(p.frames) == [0, 2] and p.max_id == 42
+    prompts.check_against_video(p, n_frames=4, width=64)
+    cur = np.full((32, 64), 1, np.uint16)
+    cur[0:5, 0:5] = 42   # a stale 42 elsewhere is replaced by the prompt
+    out = prompts.apply(cur, p.at(0, 64))
+    assert (out[10:20, 58:] == 42).all() and (out[0:5, 0:5] != 42).all()
+    up = p.at(0, 128)
+    assert up.shape == (64, 128)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["annotations"][0].pop("track_id"), "no track_id"),
+    (lambda d: d["annotations"][0].update(segmentations=[None] * 4), "empty prompt"),
+    (lambda d: d.update(annotations=[]), "no annotations"),
+    (lambda d: d["videos"][0].update(width=60), "not 2:1|RLE of size"),
+    (lambda d: d["categories"][0].update(name="flux capacitor"), "not in the master vocabulary"),
+])
+def test_bad_prompts_are_rejected_with_a_clear_message(mutate, message):
+    d = json.loads(json.dumps(prompts_doc()))
+    mutate(d)
+    with pytest.raises(PromptError, match=message):
+        prompts.parse(d)
+
+
+def test_prompt_past_the_end_or_wrong_size():
+    p = prompts.parse(prompts_doc(n=4, frames=(3,)))
+    with pytest.raises(PromptError, match="frame 3, but the video has 3 frames"):
+        prompts.check_against_video(p, n_frames=3, width=64)
+    empty_mask = json.loads(json.dumps(prompts_doc()))
+    from tasks.formats import rle
+
+    empty_mask["annotations"][0]["segmentations"][1] = rle.encode(np.zeros((32, 64), bool))
+    with pytest.raises(PromptError, match="empty mask at frame 1"):
+        prompts.parse(empty_mask)
