@@ -82,7 +82,7 @@ test-fast: install-dev
 	$(PY) -m pytest -q -m "not slow"
 
 bench: install-dev
-	$(PY) -m tests.bench.run_all
+	$(PY) tests/bench/run_all.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check tasks dags plugins tests
