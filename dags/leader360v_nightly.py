@@ -23,7 +23,16 @@ Stage code: `tasks/stages/`; task wiring: `plugins/leader360v_airflow/stage_task
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, Param, TriggerRule, dag, get_current_context, task, task_group
+from airflow.sdk import (
+    Asset,
+    CronTriggerTimetable,
+    Param,
+    TriggerRule,
+    dag,
+    get_current_context,
+    task,
+    task_group,
+)
 from airflow.sdk.exceptions import AirflowSkipException
 
 from leader360v_airflow import settings

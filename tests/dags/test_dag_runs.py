@@ -5,12 +5,12 @@ import os
 import subprocess
 
 import pytest
-from tests.support.videos import stereo_top_bottom
 
 from tasks import layout
 from tasks.stages import release
 from tasks.stages.runner import output_key
 from tasks.storage import LocalStore
+from tests.support.videos import stereo_top_bottom
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 

@@ -1,8 +1,8 @@
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from tests.support.videos import pattern_video
 
 from leader360v_airflow import stage_tasks
+from tests.support.videos import pattern_video
 
 
 @pytest.fixture
