@@ -31,6 +31,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["LEADER360V_RETRY_DELAY_SECONDS"] = "1"
+# `make test` exports the project's store for the demo; tests must never write into it
+os.environ.pop("LEADER360V_STORE", None)
+os.environ.pop("LEADER360V_CONFIG", None)
 
 
 def pytest_sessionfinish(session, exitstatus):

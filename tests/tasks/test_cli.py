@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -119,4 +118,3 @@ def test_bad_prompts_file_is_rejected(small_clip, tmp_path, capsys):
     assert main(["label", str(small_clip / "clip.mp4"), "--out", str(tmp_path / "o"), "--prompts", str(p),
                  "--no-progress"]) == 1
     assert "missing list 'videos'" in capsys.readouterr().err
-    os.environ.pop("LEADER360V_STORE", None)
