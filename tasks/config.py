@@ -69,6 +69,12 @@ class ProposeConfig(_Section):
     # Proposals are computed at this ERP width and upsampled (nearest) to the processing width;
     # the CPU segmentors gain little from more pixels and cost 4x per doubling [ours].
     work_width: int = Field(default=1024, ge=64)
+    # Distortion-aware proposals at the poles: the ERP tiles stretch the polar caps tens of
+    # times, so the proposers also run on perspective views looking up and down, whose masks are
+    # projected back and fused on the sphere (spherical IoU) [ours, issue #3 §3].
+    polar_views: bool = True
+    # Half-angle of the cap each polar view covers is fov/2; 120 deg covers |lat| >= 30 deg.
+    polar_view_fov_deg: float = Field(default=120.0, gt=30, lt=170)
 
     @model_validator(mode="after")
     def _even(self) -> ProposeConfig:
@@ -83,10 +89,28 @@ class VerifyConfig(_Section):
     vote_iou: float = Field(default=0.5, gt=0, le=1)
     # Label accepted when >= 2 voters matched and all agree [M §1.2(c)].
     min_votes: int = Field(default=2, ge=1)
-    # Label verifier for everything the vote did not settle [M §1.2(d)].
-    verifier: Literal["embedding", "none"] = "embedding"
+    # Label verifier for everything the vote did not settle [M §1.2(d)]: "embedding" (CPU, maps
+    # the voters' free-text labels by meaning), "openai" (a VLM behind an OpenAI-compatible chat
+    # endpoint, vLLM/Ollama-style; the 2026 fork serves Qwen3-VL-8B this way), or "none".
+    verifier: Literal["embedding", "openai", "none"] = "embedding"
     # Cosine similarity under which a free-text label is not trusted -> "unknown" [ours].
     embedding_min_similarity: float = Field(default=0.5, ge=-1, le=1)
+    # OpenAI-compatible endpoint (".../v1"); the API key is read from the environment variable
+    # named here, never from the configuration (it must not end up in manifests or logs).
+    llm_base_url: str | None = None
+    llm_model: str = "Qwen3-VL-8B-Instruct"
+    llm_api_key_env: str = "LEADER360V_LLM_API_KEY"
+    # temperature 0.2 and JSON answers as the method's code [M §1.2(d)]; bounded time and retries
+    # so a slow or failing endpoint degrades to "unknown" + a QA flag instead of stalling a run.
+    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_max_workers: int = Field(default=8, ge=1, le=64)
+    # Distortion-corrected view sent to the verifier: perspective centred on the mask's spherical
+    # centroid, 100 deg horizontal FoV, 640x480 (the 2026 fork's choice) [M §1.2(d), §6 row 4].
+    view_fov_deg: float = Field(default=100.0, gt=10, lt=180)
+    view_width: int = Field(default=640, ge=64)
+    view_height: int = Field(default=480, ge=64)
 
 
 class SdrConfig(_Section):
@@ -100,7 +124,21 @@ class SdrConfig(_Section):
 
 
 class PropagateConfig(_Section):
-    backend: Literal["flow"] = "flow"
+    # "flow": the CPU propagator (default without a GPU); "sam2": SAM2's video predictor with
+    # mask prompts [M §1.2(e)], streamed in bounded memory and wrap-padded at the seam.
+    backend: Literal["flow", "sam2"] = "flow"
+    # SAM2.1 model size; the method uses Hiera-Large [M §1.2(e)].
+    sam2_model: Literal["tiny", "small", "base_plus", "large"] = "large"
+    # Checkpoint: a local path or a store key under models/; its sha256 is checked before loading.
+    # Never downloaded from a hub at run time.
+    sam2_checkpoint: str | None = None
+    sam2_checkpoint_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # SAM2's input resolution (its configs use 1024) and where it runs.
+    sam2_image_size: int = Field(default=1024, ge=64)
+    sam2_device: Literal["auto", "cuda", "cpu"] = "auto"
+    # Frames decoded and fed per chunk; memory holds one chunk plus the model's own memory bank
+    # (the conditioning frames and the last num_maskmem outputs) whatever the video length [ours].
+    sam2_chunk_frames: int = Field(default=16, ge=1, le=1024)
     # Dense optical flow is computed at this width (the id maps are warped at full size) [ours].
     flow_width: int = Field(default=512, ge=64)
     # Columns of wrap padding on each side, as a fraction of the width, so that flow sees the
