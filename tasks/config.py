@@ -149,6 +149,10 @@ class PropagateConfig(_Section):
     fb_max_error: float = Field(default=1.5, gt=0)
     # A track whose area falls under this many pixels (at 2048 width, area-scaled) is absent.
     min_area_px_at_2048: int = Field(default=100, ge=0)
+    # Treat the left/right border as continuous (wrap-padded flow, wrapping samples). False is the
+    # method's behaviour (nothing handles the seam during propagation [M §1.2(e)]); kept for the
+    # baseline benchmark [ours].
+    seam_aware: bool = True
 
 
 class RefineConfig(_Section):
@@ -166,6 +170,13 @@ class RefineConfig(_Section):
     # that appear in front of labeled background are found [ours: the method's coverage rule
     # cannot see them]. 0 disables.
     keyframe_interval_s: float = Field(default=2.0, ge=0)
+    # Re-add every track the fresh SDR did not find again, from its current mask. False is the
+    # method's code: such objects lose their track [M §1.3, §6 row 7].
+    keep_unmatched_tracks: bool = True
+    # Motion-Continuity Refinement with geometric routing for coverage drops: each blank region
+    # goes to the border branch (touches the seam), the existing branch (where a track was at
+    # t-1) or the new branch (SDR) [M §1.3, §6 row 6]. False: a full re-SDR, as the method's code.
+    mcr: bool = True
 
 
 class QaConfig(_Section):

@@ -41,6 +41,10 @@ def _voter(name: str) -> PanopticSegmentor:
 def _verifier(config: PipelineConfig) -> LabelVerifier | None:
     if config.verify.verifier == "none":
         return None
+    if config.verify.verifier == "openai":
+        from tasks.backends.llm_verifier import build_openai_verifier
+
+        return build_openai_verifier(config)
     from tasks.backends.embedding_verifier import EmbeddingVerifier
 
     return EmbeddingVerifier(min_similarity=config.verify.embedding_min_similarity)

@@ -65,7 +65,7 @@ class FlowPropagator:
 
     def __init__(self, flow_width: int = 512, wrap_pad_ratio: float = 0.125, fb_max_error: float = 1.5,
                  min_area_px: int = 0, object_max_fraction: float = 0.05, gap_px: float | None = None,
-                 max_hidden_frames: int = 30):
+                 max_hidden_frames: int = 30, seam_aware: bool = True):
         self.flow_width = int(flow_width)
         self.wrap_pad_ratio = float(wrap_pad_ratio)
         self.fb_max_error = float(fb_max_error)
@@ -75,6 +75,8 @@ class FlowPropagator:
         # edges); wider holes stay open, so a real newcomer still lowers coverage [M §1.3]
         self.gap_px = gap_px
         self.max_hidden_frames = int(max_hidden_frames)
+        # False reproduces the method's propagation, blind to the seam (baseline benchmarks only)
+        self.seam_aware = bool(seam_aware)
         self._state: dict[int, _ObjectState] = {}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._prev_gray: np.ndarray | None = None
@@ -89,7 +91,7 @@ class FlowPropagator:
         g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         if fw != w:
             g = cv2.resize(g, (fw, fw // 2), interpolation=cv2.INTER_AREA)
-        pad = int(round(fw * self.wrap_pad_ratio))
+        pad = int(round(fw * self.wrap_pad_ratio)) if self.seam_aware else 0
         self._pad = pad
         if pad:
             g = np.concatenate([g[:, -pad:], g, g[:, :pad]], axis=1)
@@ -172,7 +174,8 @@ class FlowPropagator:
             back_full = back
         prev = self._idmap
         # background layer: per-pixel backward warp with wrap-around sampling
-        xi = np.floor(np.arange(w, dtype=np.float32)[None, :] + back_full[..., 0] + 0.5).astype(np.int64) % w
+        xi = np.floor(np.arange(w, dtype=np.float32)[None, :] + back_full[..., 0] + 0.5).astype(np.int64)
+        xi = xi % w if self.seam_aware else np.clip(xi, 0, w - 1)
         yi = np.clip(np.floor(np.arange(h, dtype=np.float32)[:, None] + back_full[..., 1] + 0.5).astype(np.int64),
                      0, h - 1)
         new = prev[yi, xi]
@@ -183,7 +186,7 @@ class FlowPropagator:
             new = self._move_objects(prev, new, objects, fwd, scale, self._prev_lab, lab)
         gap = self.gap_px if self.gap_px is not None else max(1.0, 2.0 * w / 1024)
         if gap > 0:
-            new = self._close_thin_gaps(new, gap)
+            new = self._close_thin_gaps(new, gap, wrap=self.seam_aware)
         self._observe(new, lab)
         if self.min_area_px > 0:
             areas = np.bincount(new.ravel())
@@ -243,7 +246,12 @@ class FlowPropagator:
                     xs = np.concatenate([xs, np.round(st.template[1] + st.cx).astype(np.int64)])
                     ys, xs = np.clip(ys, 0, h - 1), xs % w
             ny = np.clip(np.round(ys + dy).astype(np.int64), 0, h - 1)
-            nx = np.round(xs + dx).astype(np.int64) % w
+            nx = np.round(xs + dx).astype(np.int64)
+            if self.seam_aware:
+                nx %= w
+            else:  # an object leaving through the border is cut there
+                keep = (nx >= 0) & (nx < w)
+                ny, nx = ny[keep], nx[keep]
             moved[k] = (ny, nx, color)
         # hidden objects coast along their last motion and come back where their colour shows
         present = set(objects)
@@ -273,7 +281,7 @@ class FlowPropagator:
             best[ny_k[better], nx_k[better]] = d_k[better]
         # snap boundaries: re-decide a band around each moved object by colour
         for k, (_, _, color) in moved.items():
-            self._snap(owner, best, k, color, lab, new)
+            self._snap(owner, best, k, color, lab, new, wrap=self.seam_aware)
         new[owner > 0] = owner[owner > 0]
         return new
 
@@ -297,7 +305,8 @@ class FlowPropagator:
         y0 = int(round(st.cy + ty.min())) - margin
         x0 = int(round(st.cx + tx.min())) - margin
         rows = np.clip(np.arange(y0, y0 + th + 2 * margin), 0, h - 1)
-        cols = np.arange(x0, x0 + tw + 2 * margin) % w
+        cols = np.arange(x0, x0 + tw + 2 * margin)
+        cols = cols % w if self.seam_aware else np.clip(cols, 0, w - 1)
         win = lab[rows][:, cols]
         match = (np.linalg.norm(win - st.color, axis=2) <= _COLOR_MATCH).astype(np.float32)
         score = cv2.matchTemplate(match, tmpl, cv2.TM_CCORR)
@@ -311,7 +320,7 @@ class FlowPropagator:
         return ny, nx
 
     @staticmethod
-    def _snap(owner, best, k, color, lab, background) -> None:
+    def _snap(owner, best, k, color, lab, background, wrap: bool = True) -> None:
         h, w = owner.shape
         ys, xs = np.nonzero(owner == k)
         if ys.size == 0:
@@ -323,7 +332,8 @@ class FlowPropagator:
         rel = (xs - cx + w // 2) % w - w // 2
         half = int(min(w // 2, np.abs(rel).max() + 2 * band + 2))
         y0, y1 = max(0, ys.min() - 2 * band), min(h, ys.max() + 2 * band + 1)
-        cols = (np.arange(cx - half, cx + half + 1) % w)
+        cols = np.arange(cx - half, cx + half + 1)
+        cols = cols % w if wrap else np.unique(np.clip(cols, 0, w - 1))
         sub_owner = owner[y0:y1][:, cols]
         mine = (sub_owner == k).astype(np.uint8)
         kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
@@ -352,13 +362,16 @@ class FlowPropagator:
                                                       background[rows[dy_], cols[dx_]])
 
     @staticmethod
-    def _close_thin_gaps(idmap: np.ndarray, gap: float) -> np.ndarray:
+    def _close_thin_gaps(idmap: np.ndarray, gap: float, wrap: bool = True) -> np.ndarray:
         """Unlabeled pixels within ``gap`` px of a label take the nearest label (seam wrapped)."""
         zero = idmap == 0
         if not zero.any() or zero.all():
             return idmap
         pad = int(np.ceil(gap)) + 1
-        sp = np.concatenate([idmap[:, -pad:], idmap, idmap[:, :pad]], axis=1)
+        if wrap:
+            sp = np.concatenate([idmap[:, -pad:], idmap, idmap[:, :pad]], axis=1)
+        else:
+            sp = np.pad(idmap, ((0, 0), (pad, pad)), mode="edge")
         dist, (iy, ix) = ndimage.distance_transform_edt(sp == 0, return_indices=True)
         near = (dist <= gap)[:, pad:-pad]
         filled = sp[iy, ix][:, pad:-pad]
@@ -376,4 +389,4 @@ def build_propagator(config, width: int) -> FlowPropagator:
 
         raise ConfigError(f"unknown propagator backend {pc.backend!r}")
     return FlowPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.fb_max_error,
-                          min_area_px=config.min_area(width, pc.min_area_px_at_2048))
+                          min_area_px=config.min_area(width, pc.min_area_px_at_2048), seam_aware=pc.seam_aware)

@@ -104,6 +104,7 @@ def relink(
     max_lost_frames: int = 0,
     hidden: dict[int, np.ndarray] | None = None,
     min_new_area: int = 0,
+    keep_unmatched: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place."""
     assigned: dict[int, int] = {}
@@ -191,7 +192,8 @@ def relink(
         out[np.isin(out, ids)] = 0
     # re-add every current track that was not re-detected (and the confirmed ones) from its mask
     present = set(np.unique(current).tolist()) - {0}
-    missing = sorted((present - set(assigned.values())) | (keep_own & present))
+    unmatched = present - set(assigned.values()) if keep_unmatched else set()
+    missing = sorted(unmatched | (keep_own & present))
     if missing:
         isstuff = np.zeros(int(max(tracks, default=0)) + 1, bool)
         for tid, tr in tracks.items():

@@ -27,6 +27,7 @@ from tasks.config import PipelineConfig
 from tasks.formats import idmap as idmap_png
 from tasks.labeling import prompts as prompts_mod
 from tasks.labeling.coverage import coverage, track_areas
+from tasks.labeling.mcr import route_and_fill
 from tasks.labeling.relink import RelinkState, relink, remember
 from tasks.labeling.sdr import annotate_frame
 from tasks.labeling.tracks import tracks_from_json, tracks_to_json
@@ -66,6 +67,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     events: list[dict] = []
     checks = 0
     cov_series = []
+    cov_both: list[tuple[float, float]] = []
+    prev_idm, prev_lab = None, None
     bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
     for t, frame, idm in follow(frames, 0, first, propagator, prompts):
         if t > 0 and t % step == 0:
@@ -81,33 +84,51 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
             if key_every and t % key_every == 0:
                 reasons.append("keyframe")
             lab = to_lab(frame)
-            if reasons:
+            if reasons == ["coverage"] and rc.mcr:
+                idm, event = route_and_fill(idm, prev_idm, lab, prev_lab, tracks, frame=t,
+                                            annotate=lambda rgb: annotate_frame(rgb, config, backends), rgb=frame,
+                                            min_area=min_area)
+                event.update(trigger=reasons, mode="mcr", coverage_before=round(cov, 4),
+                             coverage_after=round(coverage(idm, rc.coverage), 4))
+                events.append(event)
+                propagator.reset(frame, idm)
+                areas = track_areas(idm)
+            elif reasons:
                 fresh = annotate_frame(frame, config, backends)
                 idm, event = relink(idm, fresh, tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=state,
                                     max_lost_frames=int(round(3 * fps)),
-                                    hidden=propagator.hidden_objects(idm.shape), min_new_area=min_area)
+                                    hidden=propagator.hidden_objects(idm.shape), min_new_area=min_area,
+                                    keep_unmatched=rc.keep_unmatched_tracks)
                 p = prompts.at(t, width) if prompts is not None else None
                 if p is not None:
                     idm = prompts_mod.apply(idm, p)
-                event.update(trigger=reasons, coverage_before=round(cov, 4),
+                event.update(trigger=reasons, mode="re-sdr", coverage_before=round(cov, 4),
                              coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
                 events.append(event)
                 propagator.reset(frame, idm)
                 areas = track_areas(idm)
             remember(state, idm, lab, t, tracks)
             last_areas = areas
+        if t % step == step - 1 or step == 1:  # the frame before the next check, for MCR's t-1
+            prev_idm, prev_lab = idm, to_lab(frame)
         cov_series.append(round(coverage(idm, rc.coverage), 5))
+        cov_both.append((round(coverage(idm, "pixel"), 5), round(coverage(idm, "sphere"), 5)))
         writer.put_bytes(f"idmaps/{t:05d}.png", idmap_png.encode_png(idm), "image/png")
         bar.update(1)
     bar.close()
     writer.put_json("tracks.json", tracks_to_json(tracks))
     writer.put_json("events.json", {"r0": r0, "rho": rho, "step": step, "keyframe_every": key_every,
-                                    "coverage_mode": rc.coverage, "coverage": cov_series, "events": events})
+                                    "coverage_mode": rc.coverage, "coverage": cov_series,
+                                    # both measures, always: the method's pixel fraction over-weights the poles
+                                    "coverage_pixel": [p for p, _ in cov_both],
+                                    "coverage_sphere": [s for _, s in cov_both], "events": events})
     return StageOutput(
         outputs={"idmaps": writer.key("idmaps/"), "tracks": writer.key("tracks.json"),
                  "events": writer.key("events.json")},
         stats={"frames": n, "checks": checks, "refreshes": len(events), "r0": round(r0, 4), "rho": round(rho, 4),
-               "tracks": len(tracks), "new_tracks": sum(len(e["new"]) for e in events),
-               "reidentified": sum(len(e["reidentified"]) for e in events),
+               "tracks": len(tracks), "new_tracks": sum(len(e.get("new", [])) + len(e.get("created", [])) for e in events),
+               "reidentified": sum(len(e.get("reidentified", [])) for e in events),
+               "mcr_regions": sum(e.get("regions", 0) for e in events),
+               "mcr_ambiguous": sum(e.get("ambiguous", 0) for e in events),
                "min_coverage": min(cov_series) if cov_series else None},
     )

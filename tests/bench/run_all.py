@@ -32,7 +32,10 @@ NOTES = {
     "quality": (
         "`tasks synth` defaults (4 s, 15 fps, 1024x512; an object crossing the seam, one passing a pole, one "
         "appearing mid-clip, an occlusion), seeds 0..3. *auto*: no prompts; *prompts*: `--prompts` with the "
-        "ground-truth masks of frame 0 (a person's corrected first frame). J&F per DAVIS (planar) and with "
+        "ground-truth masks of frame 0 (a person's corrected first frame); *baseline*: the method as its code "
+        "does it (`--set propagate.seam_aware=false --set refine.keep_unmatched_tracks=false --set refine.mcr=false`: "
+        "no seam handling during propagation, tracks the re-SDR misses are dropped, plain re-SDR on coverage "
+        "drops). J&F per DAVIS (planar) and with "
         "solid-angle weights and seam-wrapped boundaries (sphere); ID switches CLEAR-MOT style; a seam split is "
         "a seam-crossing object that got more than one id."),
     "dag_parse": (

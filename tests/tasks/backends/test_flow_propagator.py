@@ -79,3 +79,24 @@ def test_step_before_reset_and_mismatched_map_are_errors():
         p.step(np.zeros((32, 64, 3), np.uint8))
     with pytest.raises(ValueError):
         p.reset(np.zeros((32, 64, 3), np.uint8), np.zeros((10, 10), np.uint16))
+
+
+def test_the_methods_seam_blind_propagation_loses_what_crosses_the_seam():
+    """The baseline switch (propagate.seam_aware=false) really is blind to the seam."""
+    sc, frames = scene_frames()
+    rgb, ids = frames[0]
+    obj = sorted(set(np.unique(ids).tolist()) - {0, 1, 2})[0]
+    cols = np.flatnonzero((ids == obj).any(axis=0))
+    shift = ids.shape[1] - 8 - int(cols.max())          # the object's right edge 8 px before the seam
+    rgb, ids = np.roll(rgb, shift, axis=1), np.roll(ids, shift, axis=1)
+    blind, aware = FlowPropagator(256, seam_aware=False), FlowPropagator(256)
+    blind.reset(rgb, ids)
+    aware.reset(rgb, ids)
+    for k in range(1, 7):
+        f = np.roll(rgb, 4 * k, axis=1)
+        truth = np.roll(ids, 4 * k, axis=1)
+        b, a = blind.step(f), aware.step(f)
+    m = truth == obj
+    assert m[:, :10].any()                               # it has crossed the seam
+    assert (a[m] == obj).mean() > 0.95
+    assert (b[m] == obj).mean() < (a[m] == obj).mean() - 0.1

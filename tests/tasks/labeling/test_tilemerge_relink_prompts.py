@@ -122,3 +122,18 @@ def test_prompt_past_the_end_or_wrong_size():
     empty_mask["annotations"][0]["segmentations"][1] = rle.encode(np.zeros((32, 64), bool))
     with pytest.raises(PromptError, match="empty mask at frame 1"):
         prompts.parse(empty_mask)
+
+
+def test_relink_as_the_methods_code_drops_missed_tracks():
+    h, w = 32, 64
+    cur = np.zeros((h, w), np.uint16)
+    cur[:16], cur[16:] = 1, 2
+    cur[20:25, 30:40] = 4
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 4: Track("unknown", True)}
+    new = np.zeros((h, w), np.uint16)
+    new[:16], new[16:] = 7, 8
+    fo = objects(new, {7: ("sky", False), 8: ("grass", False)})
+    out, ev = relink(cur, fo, dict(tracks), frame=3, reid_iou=0.3, keep_unmatched=False)
+    assert not (out == 4).any() and ev["kept"] == []
+    out, ev = relink(cur, fo, dict(tracks), frame=3, reid_iou=0.3)
+    assert (out[20:25, 30:40] == 4).all() and ev["kept"] == [4]
