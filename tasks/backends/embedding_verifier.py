@@ -49,6 +49,11 @@ class EmbeddingVerifier:
         self._model = model
         self._index: tuple[np.ndarray, list[str]] | None = None
         self._cache: dict[tuple[str, str], tuple[str | None, float, str]] = {}
+        from tasks.backends.llm_verifier import VerifierStats
+
+        # requests = masks asked about; calls = texts embedded by the model; cache_hits = texts
+        # answered from the cache (exact maps and repeated texts)
+        self.stats = VerifierStats()
 
     # -- text -> vocabulary -----------------------------------------------------------------
     def _encoder(self):
@@ -74,6 +79,7 @@ class EmbeddingVerifier:
         for i, (text, space) in enumerate(items):
             key = (text, space)
             if key in self._cache:
+                self.stats.add(cache_hits=1)
                 out.append(self._cache[key])
                 continue
             exact = self.vocab.canonical(text, source=space)
@@ -84,6 +90,7 @@ class EmbeddingVerifier:
                 out.append(None)
                 todo.append(i)
         if todo:
+            self.stats.add(calls=len(todo))
             emb_v, owners = self._vocab_index()
             texts = [_clean(items[i][0]) for i in todo]
             emb = np.asarray(self._encoder().encode(texts, normalize_embeddings=True, show_progress_bar=False))
@@ -98,6 +105,7 @@ class EmbeddingVerifier:
 
     # -- the verifier protocol ----------------------------------------------------------------
     def verify(self, requests: list[VerifyRequest]) -> list[Verdict]:
+        self.stats.add(requests=len(requests))
         flat = [(c.text, c.label_space) for r in requests for c in r.candidates]
         mapped = iter(self.map_texts(flat)) if flat else iter(())
         verdicts = []

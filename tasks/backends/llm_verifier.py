@@ -75,9 +75,20 @@ class VerifierStats:
             for k, v in kw.items():
                 setattr(self, k, getattr(self, k) + v)
 
+    def snapshot(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("requests", "calls", "cache_hits", "retries", "failures", "rejected_answers")}
+
+    def since(self, before: dict[str, int]) -> dict:
+        """What happened after ``before`` (a snapshot): backends live for the process, stages don't."""
+        d = {k: v - before.get(k, 0) for k, v in self.snapshot().items()}
+        looked_up = d["cache_hits"] + d["calls"] - d["retries"]
+        d["cache_hit_rate"] = round(d["cache_hits"] / looked_up, 4) if looked_up else None
+        return d
+
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in ("requests", "calls", "cache_hits", "retries", "failures", "rejected_answers")}
-        d["cache_hit_rate"] = round(self.cache_hits / self.requests, 4) if self.requests else None
+        looked_up = self.cache_hits + self.calls - self.retries
+        d["cache_hit_rate"] = round(self.cache_hits / looked_up, 4) if looked_up else None
         return d
 
 

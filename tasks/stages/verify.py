@@ -15,6 +15,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     prefix = inputs.output_key(store, "propose", "proposals")
     keyframes = inputs.stats("propose")["keyframes"]
     backends = build_backends(config)
+    vstats = getattr(backends.verifier, "stats", None)
+    before = vstats.snapshot() if vstats is not None else {}
     stats: dict = {}
     for k in keyframes:
         props = propose.load(store, prefix, k)
@@ -23,6 +25,9 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         stats[str(k)] = st
     totals = {key: sum(s.get(key, 0) for s in stats.values())
               for key in ("entities", "accepted_by_vote", "to_verifier", "verifier_calls", "verifier_unknown")}
+    if vstats is not None:
+        totals["verifier"] = dict(vstats.since(before), backend=backends.verifier.name,
+                                  requests_per_keyframe=round(totals["verifier_calls"] / max(len(keyframes), 1), 2))
     return StageOutput(outputs={"labels": writer.key("")}, stats={"keyframes": keyframes, **totals, "per_keyframe": stats})
 
 
