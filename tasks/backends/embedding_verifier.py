@@ -82,6 +82,7 @@ class EmbeddingVerifier:
                 self.stats.add(cache_hits=1)
                 out.append(self._cache[key])
                 continue
+            self.stats.add(misses=1)
             exact = self.vocab.canonical(text, source=space)
             if exact is not None:
                 self._cache[key] = (exact, 1.0, "exact")

@@ -65,6 +65,7 @@ class VerifierStats:
     requests: int = 0
     calls: int = 0
     cache_hits: int = 0
+    misses: int = 0          # lookups that had to be answered anew (the cache hit rate's other side)
     retries: int = 0
     failures: int = 0
     rejected_answers: int = 0
@@ -76,24 +77,22 @@ class VerifierStats:
                 setattr(self, k, getattr(self, k) + v)
 
     def snapshot(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("requests", "calls", "cache_hits", "retries", "failures", "rejected_answers")}
+        return {k: getattr(self, k) for k in ("requests", "calls", "cache_hits", "misses", "retries", "failures", "rejected_answers")}
 
     def since(self, before: dict[str, int]) -> dict:
         """What happened after ``before`` (a snapshot): backends live for the process, stages don't."""
         d = {k: v - before.get(k, 0) for k, v in self.snapshot().items()}
-        looked_up = d["cache_hits"] + d["calls"] - d["retries"]
+        looked_up = d["cache_hits"] + d["misses"]
         d["cache_hit_rate"] = round(d["cache_hits"] / looked_up, 4) if looked_up else None
         return d
 
     def to_json(self) -> dict:
-        d = {k: getattr(self, k) for k in ("requests", "calls", "cache_hits", "retries", "failures", "rejected_answers")}
-        looked_up = self.cache_hits + self.calls - self.retries
-        d["cache_hit_rate"] = round(self.cache_hits / looked_up, 4) if looked_up else None
-        return d
+        return self.since({})
 
 
 class OpenAIVerifier:
     name = "openai"
+    needs_images = True  # the stage renders a distortion-corrected view per mask for it
 
     def __init__(
         self,
@@ -162,6 +161,7 @@ class OpenAIVerifier:
         if hit is not None:
             self.stats.add(cache_hits=1)
             return hit
+        self.stats.add(misses=1)
         hints = ", ".join(sorted({c.text for c in r.candidates}))
         user = [{"type": "text", "text": "What is the main object (only one) shown in the middle of the first image "
                                          "and alone in the second?" + (f" Other models suggested: {hints}." if hints else "")}]

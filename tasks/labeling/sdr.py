@@ -10,6 +10,7 @@ store); ``refine`` runs them all at once on the frames it re-annotates.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,7 +20,7 @@ from tasks.backends import Backends
 from tasks.backends.protocols import Candidate, LabeledSegments, Verdict, VerifyRequest
 from tasks.config import PipelineConfig
 from tasks.formats import idmap as idmap_png
-from tasks.geometry.erp import check_erp, row_solid_angles
+from tasks.geometry.erp import check_erp, lonlat_axes, row_solid_angles
 from tasks.geometry.tiles import cut_tiles, tile_layout
 from tasks.labeling.overlap import pair_stats
 from tasks.labeling.tilemerge import drop_small, merge_tiles
@@ -113,6 +114,8 @@ def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends)
     tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
     tile_maps = [backends.entity.segment(t) for t in tiles]
     entity, members, _ = merge_tiles(tile_maps, lay, iou_threshold=config.propose.tile_merge_iou)
+    if config.propose.polar_views:
+        entity, members = add_polar_views(work, entity, members, backends, config)
     min_px = config.min_area(w, config.propose.min_area_px_at_2048)
     kept = drop_small(entity, min_px)
     # carry the tile membership through the renumbering of drop_small
@@ -132,6 +135,85 @@ def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends)
             voters[v.name] = v.segment(work)
         spaces[v.name] = v.label_space
     return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name, _mean_colors(work, kept))
+
+
+POLAR_VIEWS = {-1: math.pi / 2, -2: -math.pi / 2}   # pseudo tile index -> view latitude
+
+
+def add_polar_views(work: np.ndarray, entity: np.ndarray, members: dict, backends: Backends,
+                    config: PipelineConfig) -> tuple[np.ndarray, dict]:
+    """Distortion-aware proposals at the poles [ours, issue #3 §3].
+
+    The method's ERP tiles see a polar cap stretched tens of times across the width; the entity
+    segmentor then cuts one object into strips. A perspective view looking straight up (and one
+    down) sees the cap undistorted. Its entities are projected back to the ERP frame and own the
+    cap (|lat| above 90 - fov/4, where the view is at its most central); in the band both see,
+    view entities and tile entities with a solid-angle weighted IoU above the tile-merge
+    threshold are the same entity, so an object across the band keeps one id.
+    """
+    from tasks.geometry.perspective import PerspectiveView
+
+    h, w = entity.shape
+    fov = config.propose.polar_view_fov_deg
+    # the view's centre pixel spans as much angle as an ERP pixel (2*pi/w rad): no detail lost
+    size = max(64, int(round(w * math.tan(math.radians(fov) / 2) / math.pi)))
+    own_lat = math.radians(90.0 - fov / 4.0)
+    _, lat = lonlat_axes(h, w)
+    wrow = np.broadcast_to(row_solid_angles(h, w)[:, None], (h, w))
+    merged = entity.astype(np.int64)
+    next_id = int(merged.max()) + 1
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for pseudo, view_lat in POLAR_VIEWS.items():
+        view = PerspectiveView(lon=0.0, lat=view_lat, fov_deg=fov, width=size, height=size)
+        labels = backends.entity.segment(np.ascontiguousarray(view.sample(work, "linear")))
+        if labels.max() == 0:
+            continue
+        if labels.max() >= 65535:
+            raise ValueError("polar view produced more than 65534 entities")
+        back, covered = view.back(labels.astype(np.uint16), w, "nearest")
+        back = np.where(covered, back.astype(np.int64), 0)
+        back[back > 0] += next_id - 1
+        cap = (lat[:, None] * np.sign(view_lat) >= own_lat) & covered
+        band = covered & ~cap
+        # same entity where the view and the tiles agree inside the band
+        st = pair_stats(np.where(band, back, 0), np.where(band, merged, 0), weights=wrow)
+        for i in np.argsort(-st.iou).tolist():
+            if st.iou[i] <= config.propose.tile_merge_iou:
+                break
+            a, b = find(int(st.a[i])), find(int(st.b[i]))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        merged = np.where(cap, back, merged)
+        for v in np.unique(back[back > 0]).tolist():
+            members.setdefault(v, []).append((pseudo, v - next_id + 1))
+        next_id = int(max(next_id, back.max() + 1))
+    if parent:
+        ids = np.unique(merged)
+        lut = {int(i): find(int(i)) for i in ids if i > 0}
+        merged = _apply_lut(merged, lut)
+        for old, new in lut.items():
+            if old != new and old in members:
+                members.setdefault(new, []).extend(members.pop(old))
+    # renumber 1..n, keeping the membership
+    ids = np.unique(merged)
+    ids = ids[ids > 0]
+    lut = np.zeros(int(merged.max()) + 1, np.int32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+    out_members = {int(lut[i]): members.get(int(i), []) for i in ids}
+    return lut[merged], out_members
+
+
+def _apply_lut(labels: np.ndarray, lut: dict[int, int]) -> np.ndarray:
+    table = np.arange(int(labels.max()) + 1, dtype=np.int64)
+    for k, v in lut.items():
+        table[k] = v
+    return table[labels]
 
 
 def _mean_colors(rgb: np.ndarray, labels: np.ndarray) -> dict[int, list[float]]:
@@ -187,9 +269,14 @@ def absorb_fragments(props: FrameProposals, labels: dict[int, EntityLabel]) -> d
 
 
 def label_entities(
-    props: FrameProposals, config: PipelineConfig, backends: Backends, vocab: Vocabulary | None = None
+    props: FrameProposals, config: PipelineConfig, backends: Backends, vocab: Vocabulary | None = None,
+    frame: np.ndarray | None = None,
 ) -> tuple[dict[int, EntityLabel], dict]:
-    """Cross-model vote [M §1.2(c)], then the verifier for every entity the vote left open."""
+    """Cross-model vote [M §1.2(c)], then the verifier for every entity the vote left open.
+
+    ``frame`` (the RGB frame, any size) is needed by verifiers that look at pixels: each mask is
+    shown as a perspective view centred on it and as a masked crop (:mod:`tasks.labeling.views`).
+    """
     vocab = vocab or master()
     n = int(props.entity.max())
     votes: dict[int, dict] = {e: {} for e in range(1, n + 1)}
@@ -220,6 +307,10 @@ def label_entities(
     stats = {"entities": n, "accepted_by_vote": n - len(pending), "to_verifier": len(pending)}
     if pending and backends.verifier is not None:
         requests = [VerifyRequest(e, candidates[e]) for e in pending]
+        if getattr(backends.verifier, "needs_images", False):
+            if frame is None:
+                raise ValueError(f"the {backends.verifier.name} verifier needs the frame to look at")
+            _attach_views(requests, props, frame, config)
         verdicts = backends.verifier.verify(requests)
         for e, v in zip(pending, verdicts):
             labels[e] = EntityLabel(v.label, "verifier", v.confidence, votes[e], v.to_json())
@@ -231,6 +322,18 @@ def label_entities(
             labels[e] = EntityLabel(UNKNOWN, "none", 0.0, votes[e],
                                     Verdict(UNKNOWN, 0.0, "none", error="no verifier configured").to_json())
     return labels, stats
+
+
+def _attach_views(requests: list[VerifyRequest], props: FrameProposals, frame: np.ndarray,
+                  config: PipelineConfig) -> None:
+    from tasks.labeling.views import verifier_view
+
+    h, w = props.entity.shape
+    work = frame if frame.shape[1] == w else cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    vc = config.verify
+    for r in requests:
+        r.view, r.crop, r.crop_hash = verifier_view(work, props.entity == r.mask_id, fov_deg=vc.view_fov_deg,
+                                                     width=vc.view_width, height=vc.view_height)
 
 
 def fuse(
@@ -298,7 +401,7 @@ def fuse(
 def annotate_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameObjects:
     """The whole SDR on one frame (used by refine on the frames it re-annotates)."""
     props = propose_frame(frame, config, backends)
-    labels, lstats = label_entities(props, config, backends)
+    labels, lstats = label_entities(props, config, backends, frame=frame)
     objs = fuse(props, labels, config, frame.shape[1])
     objs.stats.update(lstats)
     return objs

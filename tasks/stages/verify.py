@@ -9,6 +9,7 @@ from tasks.labeling.sdr import label_entities
 from tasks.stages import propose
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
+from tasks.video.framestore import Frames
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
@@ -18,9 +19,10 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     vstats = getattr(backends.verifier, "stats", None)
     before = vstats.snapshot() if vstats is not None else {}
     stats: dict = {}
+    frames = Frames(store, inputs.output_key(store, "decode", "frames"))
     for k in keyframes:
         props = propose.load(store, prefix, k)
-        labels, st = label_entities(props, config, backends)
+        labels, st = label_entities(props, config, backends, frame=frames.get(k))
         writer.put_json(f"{k:05d}/labels.json", {str(e): lab.to_json() for e, lab in labels.items()})
         stats[str(k)] = st
     totals = {key: sum(s.get(key, 0) for s in stats.values())

@@ -20,7 +20,13 @@ from common import REPO, machine
 BENCHES = {
     "label_speed": ("bench_label.py", "Seconds per frame of `python -m tasks label` (CPU)"),
     "quality": ("bench_quality.py", "Labeling quality on synthetic clips (CPU pipeline)"),
+    "proposals": (
+        "`tasks synth` frames (1024x512, seeds 0..5): the pole object at its peak (71-76 deg) and rotated to 85 deg, "
+        "the seam object on the seam, first and last frames. Found = one proposed object with spherical IoU >= 0.5 "
+        "(Hungarian); also at 0.9 and the mean best IoU. *tiles (method)*: `--set propose.polar_views=false`. "
+        "Verifier: the CPU embedding verifier (requests = masks the vote left open; cache = repeated label texts)."),
     "dag_parse": ("bench_dag_parse.py", "DAG file parse time"),
+    "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),
 }
 
 NOTES = {
@@ -38,6 +44,11 @@ NOTES = {
         "drops). J&F per DAVIS (planar) and with "
         "solid-angle weights and seam-wrapped boundaries (sphere); ID switches CLEAR-MOT style; a seam split is "
         "a seam-crossing object that got more than one id."),
+    "proposals": (
+        "`tasks synth` frames (1024x512, seeds 0..5): the pole object at its peak (71-76 deg) and rotated to 85 deg, "
+        "the seam object on the seam, first and last frames. Found = one proposed object with spherical IoU >= 0.5 "
+        "(Hungarian); also at 0.9 and the mean best IoU. *tiles (method)*: `--set propose.polar_views=false`. "
+        "Verifier: the CPU embedding verifier (requests = masks the vote left open; cache = repeated label texts)."),
     "dag_parse": (
         "A fresh interpreter with `airflow.sdk` already imported runs the DAG file (what the dag-processor "
         "pays per parse); median and max of 5."),
