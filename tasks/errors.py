@@ -55,6 +55,12 @@ class NotEquirectangular(InputRejected):
         )
 
 
+class InvalidGeometry(PermanentError, ValueError):
+    """A view, rotation or cubemap argument cannot describe a valid geometry (a field of view of
+    180 degrees or more, a latitude beyond a pole, a matrix that is not a rotation, faces of
+    different sizes, ...). Retrying with the same arguments cannot help."""
+
+
 class DuplicateVideo(PermanentError):
     """The uploaded content was already ingested under another object key."""
 

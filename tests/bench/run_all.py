@@ -20,13 +20,9 @@ from common import REPO, machine
 BENCHES = {
     "label_speed": ("bench_label.py", "Seconds per frame of `python -m tasks label` (CPU)"),
     "quality": ("bench_quality.py", "Labeling quality on synthetic clips (CPU pipeline)"),
-    "proposals": (
-        "`tasks synth` frames (1024x512, seeds 0..5): the pole object at its peak (71-76 deg) and rotated to 85 deg, "
-        "the seam object on the seam, first and last frames. Found = one proposed object with spherical IoU >= 0.5 "
-        "(Hungarian); also at 0.9 and the mean best IoU. *tiles (method)*: `--set propose.polar_views=false`. "
-        "Verifier: the CPU embedding verifier (requests = masks the vote left open; cache = repeated label texts)."),
     "dag_parse": ("bench_dag_parse.py", "DAG file parse time"),
     "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),
+    "geometry": ("bench_geometry.py", "Geometry speed vs py360convert"),
 }
 
 NOTES = {
@@ -49,6 +45,11 @@ NOTES = {
         "the seam object on the seam, first and last frames. Found = one proposed object with spherical IoU >= 0.5 "
         "(Hungarian); also at 0.9 and the mean best IoU. *tiles (method)*: `--set propose.polar_views=false`. "
         "Verifier: the CPU embedding verifier (requests = masks the vote left open; cache = repeated label texts)."),
+    "geometry": (
+        "Same output as py360convert 1.0.4 (bilinear, same sizes; for the perspective view the FoV that puts its "
+        "pixels on ours). *cold*: first call, remap table built; *warm*: cached table. py360convert also caches its "
+        "tables and calls `cv2.remap`, so warm calls of both sit near one `cv2.remap` (the *remap floor* column); "
+        "the gain is in building tables and in not copying/padding the frame per channel."),
     "dag_parse": (
         "A fresh interpreter with `airflow.sdk` already imported runs the DAG file (what the dag-processor "
         "pays per parse); median and max of 5."),
