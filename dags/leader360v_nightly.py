@@ -17,6 +17,10 @@ own mapped task group:
 * When at least one video passes its quality suite, the asset `leader360v_ready_videos` is
   updated, which triggers `leader360v_release`.
 
+Each stage runs in the Airflow worker (`local`) or as a pod in the GPU task image
+(`kubernetes`), chosen by the Variable `leader360v_execution` or `LEADER360V_EXECUTION`; the
+graph is the same in both (docs/DEPLOY.md).
+
 Stage code: `tasks/stages/`; task wiring: `plugins/leader360v_airflow/stage_tasks.py`.
 """
 

@@ -22,6 +22,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from leader360v_airflow import settings
+from leader360v_airflow.stage_tasks import worker_executor_config
 
 READY_VIDEOS = Asset("leader360v_ready_videos")
 RELEASES = Asset("leader360v_releases")
@@ -43,7 +44,10 @@ RELEASES = Asset("leader360v_releases")
     },
 )
 def leader360v_release():
-    @task(retries=0)
+    # kubernetes mode: these stay worker tasks, sized by the pod table's `release` row
+    release_pod = worker_executor_config("release")
+
+    @task(retries=0, executor_config=release_pod)
     def candidate() -> dict:
         from tasks.stages.release import NothingToRelease, prepare_candidate
 
@@ -54,7 +58,7 @@ def leader360v_release():
         except NothingToRelease as exc:
             raise AirflowSkipException(str(exc)) from exc
 
-    @task(retries=0)
+    @task(retries=0, executor_config=release_pod)
     def quality_gate(cand: dict) -> dict:
         from tasks.errors import QualityGateFailed
         from tasks.stages.release import validate_candidate
@@ -65,7 +69,7 @@ def leader360v_release():
         except QualityGateFailed as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    @task(outlets=[RELEASES])
+    @task(outlets=[RELEASES], executor_config=release_pod)
     def publish(cand: dict, gate: dict) -> dict:
         from tasks.stages.release import publish_candidate
 

@@ -1,8 +1,9 @@
 """``python -m tasks``: the one command-line entry point of the labeling engine.
 
-Exit codes: 0 done; 1 unexpected error; 2 bad usage or configuration; 3 input rejected
-(quarantined); 4 duplicate upload (skipped); 5 quality gate failed; 6 a stage ran before its
-upstream. A GPU pod runs ``python -m tasks <stage> ...`` and its manifest is printed as JSON
+Exit codes: 0 done; 1 unexpected or transient error (worth a retry); 2 bad usage or
+configuration; 3 input rejected (quarantined); 4 duplicate upload (skipped); 5 quality gate
+failed; 6 a stage ran before its upstream; 7 any other permanent error (a retry cannot help).
+A pod's exit code is what tells Airflow whether to retry, so every permanent error has one. A GPU pod runs ``python -m tasks <stage> ...`` and its manifest is printed as JSON
 (and written to ``--xcom-file`` for Airflow's KubernetesPodOperator).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tasks import __version__
 
-EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_DUPLICATE, EXIT_GATE, EXIT_UPSTREAM = 1, 2, 3, 4, 5, 6
+EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_DUPLICATE, EXIT_GATE, EXIT_UPSTREAM, EXIT_PERMANENT = 1, 2, 3, 4, 5, 6, 7
 
 
 def _formatter():
@@ -47,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tasks", formatter_class=fmt,
         description="360° video auto-labeling (Leader360V method): instance segmentation + tracking on ERP video.",
-        epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 input rejected, 4 duplicate, 5 quality gate failed, "
-               "6 upstream stage missing.",
+        epilog="Exit codes: 0 ok, 1 error (retry may help), 2 usage/config, 3 input rejected, 4 duplicate, "
+               "5 quality gate failed, 6 upstream stage missing, 7 other permanent error.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -314,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     except MissingUpstream as exc:
         print(f"not ready: {exc}", file=sys.stderr)
         return EXIT_UPSTREAM
-    except (PermanentError, PipelineError) as exc:
+    except PermanentError as exc:
+        if args.verbose:
+            logging.exception("%s failed", args.command)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PERMANENT
+    except PipelineError as exc:
         if args.verbose:
             logging.exception("%s failed", args.command)
         print(f"error: {exc}", file=sys.stderr)

@@ -1,9 +1,13 @@
-"""Deployment settings read in one place (environment first; Airflow Variables in production).
+"""Deployment settings read in one place (environment first; Airflow Variables where safe).
 
-* ``LEADER360V_STORE``: the object store (directory / file:// URL locally).
+* ``LEADER360V_STORE``: the object store (directory / file:// URL locally, s3://bucket on MinIO).
 * ``LEADER360V_CONFIG``: optional path to a pipeline configuration file (JSON/YAML) used as the
   base configuration; DAG-run params ``config_overrides`` apply on top.
-* ``LEADER360V_EXECUTION``: ``local`` (stages run in the worker).
+* ``LEADER360V_EXECUTION`` (or the Airflow Variable ``leader360v_execution``, which wins):
+  ``local`` (stages run in the worker) or ``kubernetes`` (each stage is a pod in the GPU task
+  image); see :func:`execution_mode`.
+* ``LEADER360V_K8S_CONFIG`` / ``LEADER360V_TASK_IMAGE``: the pod table of kubernetes mode
+  (default ``resources.yaml`` beside this module) and the task image (see ``kubernetes.py``).
 * ``LEADER360V_RETRIES`` / ``LEADER360V_RETRY_DELAY_SECONDS``: retry policy of stage tasks.
 """
 
@@ -12,7 +16,63 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-EXECUTION = os.environ.get("LEADER360V_EXECUTION", "local")
+EXECUTION_MODES = ("local", "kubernetes")
+EXECUTION_ENV = "LEADER360V_EXECUTION"
+EXECUTION_VARIABLE = "leader360v_execution"
+
+# (pid, mode): the mode is read once per process. The dag-processor parses every file in a fresh
+# child process and a worker runs every task in one, so each parse / task reads it once, and a
+# forked child never inherits its parent's answer.
+_mode: tuple[int, str] | None = None
+
+
+def execution_mode() -> str:
+    """How stages run: ``"local"`` or ``"kubernetes"``, decided when a DAG file is parsed.
+
+    The mode picks the operator class of every stage task, so it has to be known at parse time.
+    Precedence, first set wins:
+
+    1. the Airflow Variable ``leader360v_execution`` (UI, CLI, REST API, or the environment
+       variable ``AIRFLOW_VAR_LEADER360V_EXECUTION``) -- an operator can flip the mode without a
+       redeploy;
+    2. the environment variable ``LEADER360V_EXECUTION`` -- the deployment's default (the Helm
+       values set ``kubernetes``, compose and laptops leave it ``local``);
+    3. ``local``.
+
+    Why reading the Variable here is safe: it happens once per parse of a DAG file and once per
+    task (see ``_mode``), not once per stage. The Task SDK's ``Variable.get`` asks the secrets
+    backends in order -- environment variables first, so a Variable pinned with
+    ``AIRFLOW_VAR_...`` costs no database access at all; otherwise the dag-processor answers it
+    through its supervisor (one small metadata-DB read per parse, cached across parses for
+    ``[secrets] cache_ttl_seconds`` when ``[secrets] use_cache`` is on, as in the Helm values).
+    Outside Airflow's processes (unit tests, ``python dags/x.py``) only the environment backends
+    are consulted, so parsing never needs a database. A failed lookup (API down) raises: an import
+    error shows in the UI, whereas silently falling back to the environment could flip the GPU
+    stages of a running deployment into CPU workers for one parse. An invalid value raises too.
+    """
+    global _mode
+    pid = os.getpid()
+    if _mode is not None and _mode[0] == pid:
+        return _mode[1]
+    from airflow.sdk import Variable
+
+    raw, source = Variable.get(EXECUTION_VARIABLE, default=None), f"Airflow Variable {EXECUTION_VARIABLE}"
+    if raw is None or not str(raw).strip():
+        raw, source = os.environ.get(EXECUTION_ENV), EXECUTION_ENV
+    if raw is None or not str(raw).strip():
+        raw, source = "local", "default"
+    mode = str(raw).strip().lower()
+    if mode not in EXECUTION_MODES:
+        raise ValueError(f"{source}={raw!r}: the execution mode must be one of {', '.join(EXECUTION_MODES)}")
+    _mode = (pid, mode)
+    return mode
+
+
+def reset_execution_mode() -> None:
+    """Forget the mode read by this process (tests that change the environment)."""
+    global _mode
+    _mode = None
+
 
 # Per-stage time limits: generous for CPU runs of long videos; a hung ffmpeg or model call
 # must still end the attempt so a retry can start [airflow3_notes §1 "Pools, retries, timeouts"].

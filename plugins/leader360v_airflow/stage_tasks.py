@@ -1,7 +1,16 @@
 """The stage-task factory: one Airflow task per pipeline stage, same graph in every mode.
 
-In ``local`` mode a stage task runs the stage function in the worker (the same code as
-``python -m tasks <stage>``). Error mapping, so Airflow retries only what a retry can fix:
+``stage_task(stage)`` returns a callable that takes the upload's key (ingest) or the previous
+stage's output and returns this stage's output, so a DAG file wires the chain the same way in
+both modes (:func:`settings.execution_mode`):
+
+* ``local``: a TaskFlow task running the stage function in the worker (the same code as
+  ``python -m tasks <stage>``);
+* ``kubernetes``: a pod running ``python -m tasks <stage>`` in the task image
+  (:mod:`leader360v_airflow.kubernetes`, imported only in this mode); same task ids, same
+  dependencies, same manifest in XCom, the same outcomes for the errors below.
+
+Error mapping, so Airflow retries only what a retry can fix:
 
 * :class:`~tasks.errors.DuplicateVideo` -> skipped (recognised, deliberately not labeled twice);
 * other :class:`~tasks.errors.PermanentError` (rejected input — already quarantined with its
@@ -67,13 +76,14 @@ def mapped_results(values) -> list:
 
 
 def stage_task(stage: str):
-    """A TaskFlow task for ``stage`` with its timeout and a readable mapped-instance name."""
+    """The task for ``stage`` in the configured execution mode, with its timeout and a readable
+    mapped-instance name."""
     if stage not in STAGE_ORDER:
         raise ValueError(f"unknown stage {stage!r}")
-    if settings.EXECUTION != "local":
-        raise ValueError(
-            f"LEADER360V_EXECUTION={settings.EXECUTION!r} is not supported by this build; use 'local'"
-        )
+    if settings.execution_mode() == "kubernetes":
+        from leader360v_airflow.kubernetes import stage_pod_task
+
+        return stage_pod_task(stage)
 
     if stage == "ingest":
         @task(task_id=stage, execution_timeout=settings.STAGE_TIMEOUTS[stage], map_index_template="{{ video_label }}")
@@ -87,3 +97,16 @@ def stage_task(stage: str):
         return run_stage(stage, previous=previous)
 
     return _stage
+
+
+def worker_executor_config(name: str) -> dict:
+    """``executor_config`` of an Airflow task that stays a worker task in both modes.
+
+    In kubernetes mode its worker pod gets the ``worker_pods.<name>`` row of the pod table
+    (honoured by the KubernetesExecutor, ignored by other executors); in local mode nothing.
+    """
+    if settings.execution_mode() != "kubernetes":
+        return {}
+    from leader360v_airflow.kubernetes import worker_pod_override
+
+    return {"pod_override": worker_pod_override(name)}

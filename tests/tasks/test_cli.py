@@ -122,5 +122,5 @@ def test_bad_prompts_file_is_rejected(small_clip, tmp_path, capsys):
     p = tmp_path / "p.json"
     p.write_text("{}")
     assert main(["label", str(small_clip / "clip.mp4"), "--out", str(tmp_path / "o"), "--prompts", str(p),
-                 "--no-progress"]) == 1
+                 "--no-progress"]) == 7
     assert "missing list 'videos'" in capsys.readouterr().err
