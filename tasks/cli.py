@@ -112,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--gt", type=Path, help="also evaluate the newest labels against this ground truth (e.g. synth gt.json)")
 
+    p = sub.add_parser("review", help="a video's review package: flags, crops, preview, with links",
+                       formatter_class=fmt,
+                       description="Print what a reviewer needs for one video as JSON: every QA flag with a link to "
+                                   "its crop, the preview and the labels. On an S3/MinIO store the links are "
+                                   "presigned GETs minted now; on a local store they are paths.")
+    p.add_argument("--video-id", required=True)
+    p.add_argument("--run", help="config hash (default: the newest run with QA output)")
+    p.add_argument("--expires-hours", type=float, default=48.0, help="validity of presigned links (max 168)")
+    _add_store_arg(p)
+
     p = sub.add_parser("config", help="print the effective configuration and its hash", formatter_class=fmt)
     _add_config_args(p)
 
@@ -249,6 +259,13 @@ def _cmd_status(args) -> int:
     return 0
 
 
+def _cmd_review(args) -> int:
+    from tasks.status import review_package
+
+    _print_json(review_package(_store(args), args.video_id, args.run, args.expires_hours))
+    return 0
+
+
 def _cmd_config(args) -> int:
     cfg = _config(args)
     _print_json({"hash": cfg.hash, "config": cfg.model_dump(mode="json")})
@@ -296,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     handlers = {"synth": _cmd_synth, "label": _cmd_label, "evaluate": _cmd_evaluate, "release": _cmd_release,
-                "upload": _cmd_upload, "config": _cmd_config, "status": _cmd_status}
+                "upload": _cmd_upload, "config": _cmd_config, "status": _cmd_status,
+                "review": _cmd_review}
     handler = handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
     try:
         return handler(args)

@@ -87,3 +87,33 @@ def format_status(s: dict) -> str:
         for q in s["quarantine"]:
             lines.append(f"  {q['key']}: {q['reason']} — {q['message']}")
     return "\n".join(lines)
+
+
+def review_package(store: ObjectStore, video_id: str, run: str | None = None, expires_hours: float = 48.0) -> dict:
+    """What a reviewer needs for one video: the flags with links to their crops, the preview and
+    the labels. Links are presigned GETs on an S3/MinIO store (minted now, valid ``expires_hours``),
+    local paths otherwise; they are not stored anywhere, since they expire."""
+    from datetime import timedelta
+
+    from tasks.errors import MissingUpstream
+
+    runs = [r for v in collect(store)["videos"] if v["video_id"] == video_id for r in v["runs"] if "preview" in r]
+    if run is not None:
+        runs = [r for r in runs if r["run"] == run]
+    if not runs:
+        raise MissingUpstream(f"video {video_id} has no QA output" + (f" for run {run}" if run else "")
+                              + "; run the pipeline up to the qa stage first")
+    run = runs[-1]["run"]
+    qa = store.get_json(layout.manifest_key(video_id, run, "qa"))
+    presign = getattr(store, "presigned_get", None)
+
+    def link(key: str) -> str:
+        return presign(key, timedelta(hours=expires_hours)) if callable(presign) else _local(store, key)
+
+    flags = store.get_json(output_key(store, qa, "flags"))
+    for f in flags["flags"]:
+        if f.get("crop"):
+            f["crop_url"] = link(f["crop"])
+    return {"video_id": video_id, "run": run, "preview": link(output_key(store, qa, "preview")),
+            "annotations": link(output_key(store, qa, "annotations")), "rho": flags.get("rho"),
+            "flags": flags["flags"], "links_expire_hours": expires_hours if callable(presign) else None}

@@ -99,6 +99,24 @@ DEFAULT_ARGS = {
 }
 
 
+def store_from_connection(conn):
+    """An S3/MinIO store from an Airflow connection object (any conn type; see :func:`store`)."""
+    from tasks.errors import ConfigError
+    from tasks.storage import open_store
+
+    extra = conn.extra_dejson or {}
+    bucket = extra.get("bucket") or os.environ.get("LEADER360V_S3_BUCKET")
+    if not bucket or not conn.host:
+        raise ConfigError(f"connection {conn.conn_id!r} needs a host (the MinIO endpoint) and extra.bucket")
+    host = f"{conn.host}:{conn.port}" if conn.port else conn.host
+    url = f"s3://{bucket}" + (f"/{extra['prefix'].strip('/')}" if extra.get("prefix") else "")
+    opts = {"endpoint": host, "access_key": conn.login or None, "secret_key": conn.password or None}
+    for k_conn, k_store in (("secure", "secure"), ("region_name", "region"), ("public_endpoint", "public_endpoint")):
+        if extra.get(k_conn) is not None:
+            opts[k_store] = extra[k_conn]
+    return open_store(url, **opts)
+
+
 def pipeline_config(overrides: dict | None = None):
     from tasks.config import PipelineConfig
 
@@ -108,6 +126,19 @@ def pipeline_config(overrides: dict | None = None):
 
 
 def store():
+    """The object store of the running task.
+
+    With ``LEADER360V_STORE_CONN_ID`` set, an S3/MinIO store is built from that Airflow connection
+    (host and port = endpoint, login/password = keys, extra ``bucket``, ``prefix``, ``secure``,
+    ``region_name``, ``public_endpoint``); otherwise ``LEADER360V_STORE`` (+ ``LEADER360V_S3_*``).
+    Only called inside tasks: a connection lookup at parse time would hit the secrets backend on
+    every parse.
+    """
+    conn_id = os.environ.get("LEADER360V_STORE_CONN_ID")
+    if conn_id:
+        from airflow.sdk import BaseHook
+
+        return store_from_connection(BaseHook.get_connection(conn_id))
     from tasks.storage import store_from_env
 
     return store_from_env()

@@ -10,7 +10,7 @@ from tasks.formats import ytvis
 from tasks.stages.runner import STAGES
 from tests.support.videos import pattern_video
 
-COMMANDS = ["synth", "label", "evaluate", "release", "upload", "status", "config", *STAGES]
+COMMANDS = ["synth", "label", "evaluate", "release", "upload", "status", "review", "config", *STAGES]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

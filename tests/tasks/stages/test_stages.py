@@ -93,3 +93,18 @@ def test_a_new_run_with_other_thresholds_writes_beside(labeled_tiny, tmp_path):
     assert store.exists(layout.manifest_key(vid, run, "refine")) and store.exists(layout.manifest_key(vid, cfg.hash, "refine"))
     # decode reused the frames of the first run: same fps and width
     assert load_manifest(store, vid, cfg.hash, "decode")["keys"]["frames"] == load_manifest(store, vid, run, "decode")["keys"]["frames"]
+
+
+def test_review_package_links_every_flag_crop(labeled_tiny, capsys):
+    from tasks.cli import main
+
+    store, vid, run, _ = labeled_tiny
+    assert main(["review", "--video-id", vid, "--store", str(store.root)]) == 0
+    import json
+
+    pkg = json.loads(capsys.readouterr().out)
+    assert pkg["run"] == run and pkg["preview"].endswith("preview.mp4")
+    for f in pkg["flags"]:
+        if "crop" in f:
+            assert f["crop_url"].endswith(".jpg")
+    assert main(["review", "--video-id", "0" * 16, "--store", str(store.root)]) == 6

@@ -520,6 +520,20 @@ def test_full_label_run_with_the_s3_store(labeled_on_s3):
     assert store.exists(frames + layout.MANIFEST) and store.exists(layout.frame_key(frames, 8))
 
 
+def test_review_package_hands_out_presigned_links(labeled_on_s3):
+    import urllib.request
+
+    from tasks.status import review_package
+
+    store, r = labeled_on_s3
+    pkg = review_package(store, r.video_id, expires_hours=1)
+    assert pkg["links_expire_hours"] == 1
+    for url in [pkg["preview"], *[f["crop_url"] for f in pkg["flags"] if "crop_url" in f]]:
+        assert url.startswith("http://") and "X-Amz-Signature" in url
+    with urllib.request.urlopen(pkg["preview"]) as resp:   # a reviewer's browser: no credentials
+        assert resp.status == 200 and len(resp.read()) > 1000
+
+
 def test_server_going_away_mid_stage_then_retry(labeled_on_s3, clip, tmp_path, monkeypatch):
     """The server stops after the 4th output of ``propagate``: the stage fails with StoreError,
     nothing is committed, and a retry once the server is back yields the same outputs as an
