@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "2026-11-24.1"
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+SAME_OBJECT_PROMPT = (
+    "You compare two views from a 360-degree video. The first shows an object at the previous frame; the "
+    "second shows a region of the current frame that no label covers. Is that region the same object, seen "
+    'again? Answer only with JSON: {"same": true or false, "confidence": <number between 0 and 1>}.'
+)
 
 
 def system_prompt(vocab: Vocabulary) -> str:
@@ -208,6 +213,32 @@ class OpenAIVerifier:
         self.stats.add(failures=1)
         return None, f"{last} after {self.max_retries + 1} attempts"
 
+    def same_object(self, before: np.ndarray, now: np.ndarray) -> tuple[bool | None, str | None]:
+        """The MCR "object retriever" question [M §1.3], asked only for regions the geometry cannot
+        route. ``(answer, None)``, or ``(None, reason)`` when the model could not be used — the caller
+        then keeps the geometric route."""
+        self.stats.add(requests=1, misses=1)
+        body = {"model": self.model, "temperature": self.temperature, "max_tokens": 64,
+                "response_format": {"type": "json_object"},
+                "messages": [{"role": "system", "content": SAME_OBJECT_PROMPT},
+                             {"role": "user", "content": [
+                                 {"type": "text", "text": "Previous frame, then current frame."},
+                                 {"type": "image_url", "image_url": {"url": _jpeg_data_url(before)}},
+                                 {"type": "image_url", "image_url": {"url": _jpeg_data_url(now)}}]}]}
+        content, error = self._call(body)
+        if error is not None:
+            return None, error
+        try:
+            ans = json.loads((content or "").strip())
+            same = ans["same"]
+        except (ValueError, TypeError, KeyError):
+            self.stats.add(rejected_answers=1)
+            return None, "answer is not the JSON asked for"
+        if not isinstance(same, bool):
+            self.stats.add(rejected_answers=1)
+            return None, "'same' is not true or false"
+        return same, None
+
     def _parse(self, content: str | None) -> Verdict:
         raw = (content or "").strip()
         try:
@@ -236,6 +267,8 @@ class OpenAIVerifier:
         if said and said != kind:
             verdict.raw = f"{verdict.raw} (model said {said}; the vocabulary says {kind})"
         return verdict
+
+
 
 
 def build_openai_verifier(config) -> OpenAIVerifier:

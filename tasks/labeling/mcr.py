@@ -13,8 +13,10 @@ released code never calls that checker. Here the routing is geometry first:
   size become new tracks.
 
 A region that fits two branches (touches the seam *and* lies on a track at t-1, or lies on two
-tracks) is *ambiguous*: it is resolved geometrically (the seam first, then the largest overlap)
-and counted in the refine events, so a reviewer can look at those frames.
+tracks) is *ambiguous*. Only then, and only when a VLM verifier is configured, the paper's
+"object retriever" question is asked (is this the object seen at t-1?): yes -> existing branch,
+no -> border or new. Otherwise, or when the model cannot answer, the geometry decides (the seam
+first, then the largest overlap). Every ambiguous region is counted in the refine events.
 """
 
 from __future__ import annotations
@@ -80,12 +82,13 @@ def route_and_fill(
     annotate,           # callable(rgb) -> FrameObjects: the SDR
     rgb: np.ndarray,
     min_area: int,
+    ask=None,           # optional callable(region mask, track id) -> bool | None: the VLM question
 ) -> tuple[np.ndarray, dict]:
     """Fill the blank regions of ``idmap`` by their branch. Updates ``tracks`` in place."""
     out = idmap.copy()
     regions = blank_regions(idmap, prev, min_area, {tid for tid, tr in tracks.items() if tr.isthing})
     event = {"frame": frame, "regions": len(regions), "routes": {"border": 0, "existing": 0, "new": 0},
-             "ambiguous": 0, "joined": [], "created": [], "filled_px": 0}
+             "ambiguous": 0, "asked": 0, "joined": [], "created": [], "filled_px": 0}
     if not regions:
         return out, event
     w = idmap.shape[1]
@@ -93,6 +96,14 @@ def route_and_fill(
     rolled: FrameObjects | None = None
     stuff_track = {tr.category: tid for tid, tr in tracks.items() if not tr.isthing}
     for r in regions:
+        if r.ambiguous and ask is not None and r.prev_track is not None:
+            same = ask(r.mask, r.prev_track)
+            if same is not None:
+                event["asked"] += 1
+                seam = bool(r.mask[:, 0].any() or r.mask[:, -1].any())
+                r.route = "existing" if same else ("border" if seam else "new")
+                if not same:
+                    r.prev_track = None
         event["routes"][r.route] += 1
         event["ambiguous"] += int(r.ambiguous)
         todo = r.mask.copy()

@@ -68,7 +68,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     checks = 0
     cov_series = []
     cov_both: list[tuple[float, float]] = []
-    prev_idm, prev_lab = None, None
+    prev_idm, prev_lab, prev_rgb = None, None, None
     bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
     for t, frame, idm in follow(frames, 0, first, propagator, prompts):
         if t > 0 and t % step == 0:
@@ -87,7 +87,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
             if reasons == ["coverage"] and rc.mcr:
                 idm, event = route_and_fill(idm, prev_idm, lab, prev_lab, tracks, frame=t,
                                             annotate=lambda rgb: annotate_frame(rgb, config, backends), rgb=frame,
-                                            min_area=min_area)
+                                            min_area=min_area, ask=_vlm_question(backends, config, prev_rgb, prev_idm, frame))
                 event.update(trigger=reasons, mode="mcr", coverage_before=round(cov, 4),
                              coverage_after=round(coverage(idm, rc.coverage), 4))
                 events.append(event)
@@ -110,7 +110,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
             remember(state, idm, lab, t, tracks)
             last_areas = areas
         if t % step == step - 1 or step == 1:  # the frame before the next check, for MCR's t-1
-            prev_idm, prev_lab = idm, to_lab(frame)
+            prev_idm, prev_lab, prev_rgb = idm, to_lab(frame), frame
         cov_series.append(round(coverage(idm, rc.coverage), 5))
         cov_both.append((round(coverage(idm, "pixel"), 5), round(coverage(idm, "sphere"), 5)))
         writer.put_bytes(f"idmaps/{t:05d}.png", idmap_png.encode_png(idm), "image/png")
@@ -132,3 +132,24 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                "mcr_ambiguous": sum(e.get("ambiguous", 0) for e in events),
                "min_coverage": min(cov_series) if cov_series else None},
     )
+
+
+def _vlm_question(backends, config, prev_rgb, prev_idm, rgb):
+    """MCR's question for ambiguous regions, when the verifier is a VLM that can answer it."""
+    ask_model = getattr(backends.verifier, "same_object", None)
+    if ask_model is None or prev_rgb is None or prev_idm is None:
+        return None
+    from tasks.labeling.views import verifier_view
+
+    vc = config.verify
+
+    def ask(region, track: int):
+        before, _, _ = verifier_view(prev_rgb, prev_idm == track, fov_deg=vc.view_fov_deg, width=vc.view_width,
+                                     height=vc.view_height)
+        now, _, _ = verifier_view(rgb, region, fov_deg=vc.view_fov_deg, width=vc.view_width, height=vc.view_height)
+        same, error = ask_model(before, now)
+        if error:
+            log.info("VLM could not route a blank region (%s); the geometry decides", error)
+        return same
+
+    return ask

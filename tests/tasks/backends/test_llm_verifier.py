@@ -143,3 +143,18 @@ def test_many_requests_in_parallel_keep_their_order(endpoint):
 def test_misconfiguration_is_a_config_error():
     with pytest.raises(ConfigError, match="llm_base_url"):
         OpenAIVerifier("", "m")
+
+
+def test_same_object_question(endpoint):
+    img = np.zeros((48, 64, 3), np.uint8)
+    endpoint.script = [("answer", '{"same": true, "confidence": 0.8}')]
+    v = verifier(endpoint)
+    assert v.same_object(img, img) == (True, None)
+    body = endpoint.requests[-1]["body"]
+    assert "same object" in body["messages"][0]["content"] and len(body["messages"][1]["content"]) == 3
+    endpoint.script = [("answer", '{"same": "maybe"}')]
+    same, err = v.same_object(img, img)
+    assert same is None and "true or false" in err
+    endpoint.script = [("status", 500)]
+    same, err = verifier(endpoint, max_retries=0).same_object(img, img)
+    assert same is None and "HTTP 500" in err

@@ -63,3 +63,28 @@ def test_fill_joins_across_the_seam_reuses_existing_and_creates_new():
     new_id = ev["created"][0]
     assert (out[24:28, 40:46] == new_id).all() and tracks[new_id].born == 4
     assert ev["routes"] == {"border": 1, "existing": 1, "new": 1} and (out > 0).all()
+
+
+def test_ambiguous_regions_ask_the_vlm_only_when_one_is_configured():
+    rgb = np.zeros((H, W, 3), np.uint8)
+    lab = np.zeros((H, W, 3), np.float32)
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 6: Track("car", True)}
+    prev = base()
+    prev[10:14, 0:3] = 6                 # a car at t-1 at the left border ...
+    cur = base()
+    cur[10:14, 0:3] = 0                  # ... now blank: touches the seam AND lies on a track
+    cur[10:14, W - 3:] = 0
+
+    def annotate(frame_rgb):
+        return FrameObjects(base(), {1: {"category": "sky", "isthing": False}, 2: {"category": "grass", "isthing": False}})
+
+    asked = []
+
+    def ask(mask, track):
+        asked.append(track)
+        return True
+
+    out, ev = route_and_fill(cur, prev, lab, lab, tracks, frame=5, annotate=annotate, rgb=rgb, min_area=4, ask=ask)
+    assert asked == [6] and ev["asked"] == 1 and ev["routes"]["existing"] == 1 and (out[10:14, 0:3] == 6).all()
+    out, ev = route_and_fill(cur, prev, lab, lab, tracks, frame=5, annotate=annotate, rgb=rgb, min_area=4)
+    assert ev["asked"] == 0 and ev["ambiguous"] == 1 and ev["routes"]["border"] == 1
