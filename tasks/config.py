@@ -139,6 +139,12 @@ class PropagateConfig(_Section):
     # Frames decoded and fed per chunk; memory holds one chunk plus the model's own memory bank
     # (the conditioning frames and the last num_maskmem outputs) whatever the video length [ours].
     sam2_chunk_frames: int = Field(default=16, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _sam2_size(self) -> PropagateConfig:
+        if self.sam2_image_size % 32:
+            raise ValueError("propagate.sam2_image_size must be a multiple of 32 (Hiera's patch grid)")
+        return self
     # Dense optical flow is computed at this width (the id maps are warped at full size) [ours].
     flow_width: int = Field(default=512, ge=64)
     # Columns of wrap padding on each side, as a fraction of the width, so that flow sees the

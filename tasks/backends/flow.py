@@ -381,9 +381,14 @@ class FlowPropagator:
         return out
 
 
-def build_propagator(config, width: int) -> FlowPropagator:
-    """The configured propagator for frames of width ``width`` (area thresholds scale with it)."""
+def build_propagator(config, width: int, store=None):
+    """The configured propagator for frames of width ``width`` (area thresholds scale with it);
+    ``store`` resolves a SAM2 checkpoint given as a store key under ``models/``."""
     pc = config.propagate
+    if pc.backend == "sam2":
+        from tasks.backends.sam2_propagator import build_sam2_propagator
+
+        return build_sam2_propagator(config, width, store=store)
     if pc.backend != "flow":
         from tasks.errors import ConfigError
 

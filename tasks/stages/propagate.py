@@ -23,22 +23,43 @@ from tasks.storage import ObjectStore
 from tasks.video.framestore import Frames
 
 
-def follow(frames: Frames, start: int, idmap: np.ndarray, propagator, prompts=None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(t, frame, idmap)`` from ``start`` on. The caller may ``propagator.reset`` between
-    two items to correct the state (refine does); the next step continues from there."""
+def follow(frames: Frames, start: int, idmap: np.ndarray, propagator, prompts=None, *,
+           chunk: int = 1, every: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(t, frame, idmap)`` from ``start`` on.
+
+    The caller may ``propagator.reset`` after an item to correct the state (refine does, at its
+    check frames, every ``every`` frames); the next step continues from there. A propagator with
+    ``step_many`` (SAM2) gets frames ``chunk`` at a time so its image encoder runs batched; a
+    chunk never runs past a prompt frame or a check frame, where the state may be reset.
+    """
     width = frames.width
-    for t, frame in enumerate(frames.iter(start), start=start):
-        if t == start:
-            propagator.reset(frame, idmap)
-            cur = idmap
-        else:
-            cur = propagator.step(frame)
-        if prompts is not None and t > 0:
-            p = prompts.at(t, width)
-            if p is not None:
-                cur = prompts_mod.apply(cur, p)
-                propagator.reset(frame, cur)
-        yield t, frame, cur
+    many = getattr(propagator, "step_many", None)
+    it = frames.iter(start)
+    first = next(it, None)
+    if first is None:
+        return
+    propagator.reset(first, idmap)
+    yield start, first, idmap
+    t = start + 1
+    while t < len(frames):
+        n = 1
+        if many is not None and chunk > 1:
+            n = min(chunk, len(frames) - t)
+            for k in range(n):
+                u = t + k
+                if (every and u % every == 0) or (prompts is not None and prompts.at(u, width) is not None):
+                    n = k + 1  # stop at the first frame where the state may change
+                    break
+        batch = [next(it) for _ in range(n)]
+        outs = list(many(batch)) if n > 1 else [propagator.step(batch[0])]
+        for frame, cur in zip(batch, outs):
+            if prompts is not None:
+                p = prompts.at(t, width)
+                if p is not None:
+                    cur = prompts_mod.apply(cur, p)
+                    propagator.reset(frame, cur)
+            yield t, frame, cur
+            t += 1
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
@@ -58,10 +79,10 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                     from tasks.vocabulary import master
 
                     tracks[tid] = Track(cat, not master().is_stuff(cat), {"source": "prompt"}, f, "prompt")
-    propagator = build_propagator(config, frames.width)
+    propagator = build_propagator(config, frames.width, store=store)
     present_frames: dict[int, int] = {}
     bar = tqdm(total=len(frames), desc="propagate", unit="frame", disable=not inputs.params.get("progress") or None)
-    for t, _frame, idm in follow(frames, 0, idmap0, propagator, prompts):
+    for t, _frame, idm in follow(frames, 0, idmap0, propagator, prompts, chunk=config.propagate.sam2_chunk_frames):
         writer.put_bytes(f"idmaps/{t:05d}.png", idmap_png.encode_png(idm), "image/png")
         for tid in np.unique(idm).tolist():
             if tid:

@@ -61,7 +61,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     r0 = coverage(first, rc.coverage)
     rho = r0 - rc.tau * step
     backends = build_backends(config)
-    propagator = build_propagator(config, width)
+    propagator = build_propagator(config, width, store=store)
     state = RelinkState()
     last_areas = track_areas(first)
     events: list[dict] = []
@@ -70,7 +70,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     cov_both: list[tuple[float, float]] = []
     prev_idm, prev_lab, prev_rgb = None, None, None
     bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
-    for t, frame, idm in follow(frames, 0, first, propagator, prompts):
+    for t, frame, idm in follow(frames, 0, first, propagator, prompts, chunk=config.propagate.sam2_chunk_frames,
+                                every=step):
         if t > 0 and t % step == 0:
             checks += 1
             cov = coverage(idm, rc.coverage)

@@ -23,6 +23,7 @@ BENCHES = {
     "dag_parse": ("bench_dag_parse.py", "DAG file parse time"),
     "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),
     "geometry": ("bench_geometry.py", "Geometry speed vs py360convert"),
+    "propagation_memory": ("bench_propagation_memory.py", "Propagators: peak memory on long videos, speed"),
 }
 
 NOTES = {
@@ -50,6 +51,11 @@ NOTES = {
         "pixels on ours). *cold*: first call, remap table built; *warm*: cached table. py360convert also caches its "
         "tables and calls `cv2.remap`, so warm calls of both sit near one `cv2.remap` (the *remap floor* column); "
         "the gain is in building tables and in not copying/padding the frame per channel."),
+    "propagation_memory": (
+        "Peak RSS of a fresh process following 60 and 600 frames (3 objects): SAM2 streaming (Hiera-tiny, random "
+        "weights — no checkpoint is obtainable here —, image size 256, CPU) vs the stock `SAM2VideoPredictor` "
+        "(which preloads every frame and keeps every output), and the CPU flow propagator; seconds per frame at "
+        "1024x512 on the CPU. The GPU rows (tiny/base+/large, 1/5/20 objects) run only where CUDA is available."),
     "dag_parse": (
         "A fresh interpreter with `airflow.sdk` already imported runs the DAG file (what the dag-processor "
         "pays per parse); median and max of 5."),
