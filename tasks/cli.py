@@ -333,13 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except MissingUpstream as exc:
         print(f"not ready: {exc}", file=sys.stderr)
         return EXIT_UPSTREAM
-    except PermanentError as exc:
+    except PipelineError as exc:  # permanent: a retry cannot help; otherwise it may
         if args.verbose:
             logging.exception("%s failed", args.command)
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_PERMANENT
-    except PipelineError as exc:
-        if args.verbose:
-            logging.exception("%s failed", args.command)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_PERMANENT if isinstance(exc, PermanentError) else EXIT_ERROR

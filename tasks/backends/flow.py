@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from tasks.geometry.erp import check_erp
+from tasks.labeling.coverage import drop_small_ids
 
 _BAND = 0.12          # boundary band re-decided by colour, as a fraction of the object's size
 _MIN_BAND_PX = 2
@@ -188,12 +189,7 @@ class FlowPropagator:
         if gap > 0:
             new = self._close_thin_gaps(new, gap, wrap=self.seam_aware)
         self._observe(new, lab)
-        if self.min_area_px > 0:
-            areas = np.bincount(new.ravel())
-            small = np.flatnonzero((areas > 0) & (areas < self.min_area_px))
-            small = small[small > 0]
-            if small.size:
-                new[np.isin(new, small)] = 0
+        drop_small_ids(new, self.min_area_px)
         self._prev_gray = gray
         self._prev_lab = lab
         self._idmap = new

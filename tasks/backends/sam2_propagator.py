@@ -81,6 +81,7 @@ import torch.nn.functional as F
 from tasks.backends.sam2_memory import FrameFeatures, Sam2Stream, encode_frames
 from tasks.errors import ConfigError, PermanentError, TransientError
 from tasks.geometry.erp import check_erp
+from tasks.labeling.coverage import drop_small_ids
 
 log = logging.getLogger(__name__)
 
@@ -561,14 +562,7 @@ class Sam2Propagator:
             best, owner = exclusive_ids(fold_wrap(up, pad), ids[i:i + _UPSAMPLE_BATCH], best, owner)
         if owner is None:
             return np.zeros((h, w), np.uint16)
-        idm = owner.cpu().numpy().astype(np.uint16)
-        if self.min_area_px > 0:
-            areas = np.bincount(idm.ravel())
-            small = np.flatnonzero((areas > 0) & (areas < self.min_area_px))
-            small = small[small > 0]
-            if small.size:
-                idm[np.isin(idm, small)] = 0
-        return idm
+        return drop_small_ids(owner.cpu().numpy().astype(np.uint16), self.min_area_px)
 
     def _fill(self, low: torch.Tensor) -> torch.Tensor:
         from sam2.utils.misc import fill_holes_in_mask_scores

@@ -22,6 +22,19 @@ def coverage(idmap: np.ndarray, mode: str = "sphere") -> float:
     return float(labeled.sum(axis=1) @ row_solid_angles(h, w) / (4 * np.pi))
 
 
+def drop_small_ids(idmap: np.ndarray, min_area: int) -> np.ndarray:
+    """Clear (in place) every id covering fewer than ``min_area`` pixels: a track that small is
+    absent, not a speck carried along. Returns the map."""
+    if min_area <= 0:
+        return idmap
+    areas = np.bincount(idmap.ravel())
+    small = np.flatnonzero((areas > 0) & (areas < min_area))
+    small = small[small > 0]
+    if small.size:
+        idmap[np.isin(idmap, small)] = 0
+    return idmap
+
+
 def track_areas(idmap: np.ndarray) -> dict[int, int]:
     counts = np.bincount(idmap.ravel())
     ids = np.flatnonzero(counts)
