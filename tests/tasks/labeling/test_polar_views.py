@@ -43,3 +43,24 @@ def test_polar_views_can_be_switched_off():
     cfg = PipelineConfig().with_overrides({"propose.polar_views": False})
     props = propose_frame(rgb, cfg, build_backends(cfg))
     assert not any(t in POLAR_VIEWS for tiles in props.entity_tiles.values() for t in tiles)
+
+
+def test_pole_object_across_the_cap_edge_stays_one_entity():
+    """Seed 5 at its seam-crossing frame has the pole object at -67 deg, across the polar view's
+    cap edge (60 deg): at one ERP pixel per view pixel the view cut it in two (IoU 0.66)."""
+    from itertools import islice
+
+    from tasks.geometry.erp import spherical_iou
+    from tasks.labeling.sdr import annotate_frame
+    from tasks.synth import build_scene, render_frames
+
+    sc = build_scene(seed=5, width=1024)
+    rgb, gt = next(islice(render_frames(sc), sc.events["seam_cross"], None))
+    m = gt == sc.roles["pole"][0]
+    cfg = PipelineConfig().with_overrides({"propose.polar_views": True})
+    idmap = annotate_frame(rgb, cfg, build_backends(cfg)).idmap
+    ids, counts = np.unique(idmap[m], return_counts=True)
+    best = ids[np.argmax(counts)]
+    assert spherical_iou(m, idmap == best) > 0.9
+    second = np.sort(counts)[-2] if ids.size > 1 else 0
+    assert second < 0.1 * m.sum()          # no second entity holds a real part of it
