@@ -36,9 +36,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override one setting, e.g. --set refine.tau=0.004 (repeatable; VALUE is JSON or a string)")
 
 
-def _add_store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", help="object store: a directory or file:///path "
-                                   "(default: $LEADER360V_STORE or ./var/store)")
+def _add_store_arg(p: argparse.ArgumentParser, default: str = "./var/store") -> None:
+    p.add_argument("--store", help="object store: a directory, file:///path or s3://bucket/prefix "
+                                   f"(default: $LEADER360V_STORE or {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frames per second to label (default: every input frame)")
     p.add_argument("--width", type=int, help="processing width (default: min(input width, 2048))")
     _add_config_args(p)
-    _add_store_arg(p)
+    _add_store_arg(p, default="OUT/.store")
     p.add_argument("--force", action="store_true", help="re-run stages even if committed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from tasks.geometry.components import spherical_centroid
@@ -39,7 +40,7 @@ from tasks.vocabulary import UNKNOWN
 
 _KEEP_IOU = 0.7        # a matched track this close to the fresh mask keeps its own (temporally consistent) mask
 _PART_OF = 0.7          # share of a new mask inside one track that makes it part of that track
-_PART_TOUCH = 0.2       # ... or this share, when the piece is smaller than the track and looks like it
+_PART_TOUCH = 0.2       # ... or this share, when the piece is smaller than the track and looks like it or borders it
 _PART_COLOR = 15.0      # CIELAB distance under which a piece "looks like" the track
 _REID_COLOR = 18.0      # max CIELAB distance of mean colours for re-identification
 _REID_ANGLE = 2.5       # max angular distance, in units of the lost track's angular radius
@@ -154,7 +155,9 @@ def relink(
             event["stuff_merged"] += 1
             continue
         c, t = cover_of.get(n, (0.0, 0))
-        if obj["isthing"] and (c >= _PART_OF or (c >= _PART_TOUCH and _looks_like_part(new.idmap == n, current == t, lab))):
+        if obj["isthing"] and (c >= _PART_OF or (c >= _PART_TOUCH and (
+                _looks_like_part(new.idmap == n, current == t, lab)
+                or _beside_its_own_pieces(new.idmap, n, t, assigned, current == t)))):
             assigned[n] = t
             event["parts"] += 1
             continue
@@ -187,9 +190,11 @@ def relink(
     for n, t in assigned.items():
         lut[n] = t
     out = lut[new.idmap]
+    cleared = None
     if keep_own:
         ids = np.array(sorted(keep_own), dtype=out.dtype)
-        out[np.isin(out, ids)] = 0
+        cleared = np.isin(out, ids)
+        out[cleared] = 0
     # re-add every current track that was not re-detected (and the confirmed ones) from its mask
     present = set(np.unique(current).tolist()) - {0}
     unmatched = present - set(assigned.values()) if keep_unmatched else set()
@@ -205,6 +210,13 @@ def relink(
                 out[m] = t
                 if t not in keep_own:
                     event["kept"].append(t)
+    if cleared is not None:
+        # fresh pixels of a track that kept its own mask, outside that mask: the background they
+        # were on before (a piece on the object's outline must not leave a hole)
+        back = cleared & (out == 0)
+        stuff = np.array([tid for tid, tr in tracks.items() if not tr.isthing], dtype=current.dtype)
+        back &= np.isin(current, stuff)
+        out[back] = current[back]
     return out, event
 
 
@@ -213,6 +225,22 @@ def _looks_like_part(piece: np.ndarray, track: np.ndarray, lab: np.ndarray | Non
     if lab is None or piece.sum() >= 0.5 * track.sum():
         return False
     return float(np.linalg.norm(lab[piece].mean(axis=0) - lab[track].mean(axis=0))) <= _PART_COLOR
+
+
+def _beside_its_own_pieces(idmap: np.ndarray, n: int, t: int, assigned: dict[int, int], track: np.ndarray) -> bool:
+    """A small piece that overlaps a track and borders fresh pieces already given to that track.
+
+    The segmentor cut the object into pieces; the piece on its outline straddles the object and
+    the background, so its mean colour is neither's and the colour test misses it (a 66 px
+    piece of a 620 px object became a new track and split it at the seam, synth seed 2 at
+    512 px).
+    """
+    piece = idmap == n
+    if piece.sum() >= 0.5 * track.sum():
+        return False
+    ring = cv2.dilate(np.pad(piece, ((0, 0), (1, 1)), mode="wrap").view(np.uint8), np.ones((3, 3), np.uint8))
+    ring = ring[:, 1:-1].astype(bool) & ~piece
+    return any(assigned.get(int(k)) == t for k in np.unique(idmap[ring]).tolist())
 
 
 def _from_hidden(mask, obj, hidden, tracks, taken) -> int | None:

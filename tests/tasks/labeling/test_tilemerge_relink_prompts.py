@@ -137,3 +137,29 @@ def test_relink_as_the_methods_code_drops_missed_tracks():
     assert not (out == 4).any() and ev["kept"] == []
     out, ev = relink(cur, fo, dict(tracks), frame=3, reid_iou=0.3)
     assert (out[20:25, 30:40] == 4).all() and ev["kept"] == [4]
+
+
+def test_relink_a_piece_on_an_objects_outline_joins_it_not_a_new_track():
+    """The SDR cut an object in three; the piece on its outline is half object, half sky (its
+    colour is neither's). It borders the object's other pieces: part of it, not a new track.
+    A piece of the same size off on its own is a new object."""
+    h, w = 40, 80
+    lab = np.zeros((h, w, 3), np.float32)
+    lab[:20] = (80, 0, -30)            # sky
+    lab[20:] = (50, -30, 30)           # grass
+    cur = np.where(np.arange(h)[:, None] < 20, 1, 2).astype(np.uint16) * np.ones((1, w), np.uint16)
+    cur[10:30, 60:80] = 3              # the object, up to the right edge (the seam)
+    lab[10:30, 60:80] = (40, 60, 40)
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True)}
+    new = np.where(np.arange(h)[:, None] < 20, 7, 8).astype(np.uint16) * np.ones((1, w), np.uint16)
+    new[10:30, 62:80] = 5              # the bulk: matched to track 3
+    new[5:10, 60:66] = 6               # the outline piece: 12 px on sky ...
+    new[10:12, 60:66] = 6              # ... and 12 px on the object
+    new[2:6, 5:11] = 9                 # the same size, elsewhere, alone on the sky
+    lab[new == 9] = (40, 60, 40)
+    fo = objects(new, {7: ("sky", False), 8: ("grass", False), 5: ("unknown", True), 6: ("unknown", True),
+                       9: ("unknown", True)})
+    out, ev = relink(cur, fo, tracks, frame=4, reid_iou=0.3, lab=lab)
+    assert ev["parts"] == 1 and (out[10:30, 60:80] == 3).all()   # the track keeps its own mask ...
+    assert (out[5:10, 60:66] == 1).all()                           # ... and the outline is sky again
+    assert len(ev["new"]) == 1 and (out[2:6, 5:11] == ev["new"][0]).all()
