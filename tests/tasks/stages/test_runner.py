@@ -78,3 +78,50 @@ def test_manifest_lists_every_output_with_its_checksum(ingested):
     for key, meta in m["files"].items():
         assert hashlib.sha256(store.get_bytes(key)).hexdigest() == meta["sha256"]
     json.dumps(m)
+
+
+def test_a_stage_process_killed_mid_stage_like_an_evicted_pod(tiny_clip, tmp_path):
+    """SIGKILL (an evicted pod, an OOM kill) runs no handler: the outputs written so far stay in
+    the store, but nothing downstream can see them (no manifest), and the retry cleans them up
+    and commits the same outputs as a run that was never interrupted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def prepared(name):
+        store = LocalStore(tmp_path / name)
+        store.put_file("raw/c.mp4", tiny_clip / "clip.mp4")
+        vid = execute("ingest", store=store, config=PipelineConfig(), params={"key": "raw/c.mp4"}).video_id
+        for stage in ("decode", "propose", "verify", "sdr"):
+            execute(stage, store=store, config=PipelineConfig(), video_id=vid)
+        return store, vid
+
+    cfg = PipelineConfig()
+    clean, vid = prepared("clean")
+    execute("propagate", store=clean, config=cfg, video_id=vid)
+    store, vid2 = prepared("killed")
+    assert vid2 == vid
+    prefix = layout.stage_prefix(vid, cfg.hash, "propagate")
+    cmd = [sys.executable, "-m", "tasks", "propagate", "--video-id", vid, "--store", str(tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list(store.list(prefix + "idmaps/"))) < 3:
+        assert proc.poll() is None, f"the stage ended before it could be killed: {proc.stderr.read()!r}"
+        assert time.monotonic() < deadline, "the stage wrote no id maps in 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    written = len(list(store.list(prefix + "idmaps/")))
+    assert written >= 3                                          # partial outputs are there ...
+    assert runner.load_manifest(store, vid, cfg.hash, "propagate") is None   # ... and invisible
+    with pytest.raises(MissingUpstream):
+        execute("refine", store=store, config=cfg, video_id=vid)
+    retry = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert retry.returncode == 0, retry.stderr
+    got = runner.load_manifest(store, vid, cfg.hash, "propagate")
+    want = runner.load_manifest(clean, vid, cfg.hash, "propagate")
+    assert {k: v["sha256"] for k, v in got["files"].items()} == {k: v["sha256"] for k, v in want["files"].items()}
+    listed = {i.key for i in store.list(prefix)} - {layout.manifest_key(vid, cfg.hash, "propagate")}
+    assert listed == set(got["files"])                           # no leftover of the killed attempt
