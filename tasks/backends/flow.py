@@ -115,20 +115,28 @@ class FlowPropagator:
             raise ValueError(f"id map {idmap.shape} does not match frame {frame.shape[:2]}")
         self._prev_gray = self._gray(frame)
         self._prev_lab = self._lab(frame)
+        own = self._idmap if self._idmap is not None and self._idmap.shape == idmap.shape else None
         self._idmap = idmap.astype(np.uint16).copy()
         # Hidden objects keep coasting (a correction of the visible objects must not make the
         # propagator forget an occluded one). An object in the given map keeps its remembered
-        # full view, motion and colour when its mask lies where that view was expected: a
-        # re-SDR while it goes behind another object hands back a sliver, partly on the
-        # occluder; starting afresh from it took the occluder's colour and the object was never
-        # found again when it came out (synth seed 2: J&F of that object 0.48 -> 0.87).
-        # Elsewhere it starts afresh.
+        # full view, motion and colour when the correction confirms what the propagator had
+        # (most of its own mask of the object is kept) and the mask lies where that view was
+        # expected: a re-SDR while it goes behind another object keeps the sliver the
+        # propagator had, partly on the occluder; starting afresh from it took the occluder's
+        # colour and the object was never found again when it came out (synth seed 2: J&F of
+        # that object 0.48 -> 0.87). When the correction gave the object's pixels to another
+        # object (the SDR merged two pieces of one ball), it starts afresh from what is left.
         present = set(np.unique(self._idmap).tolist()) - {0}
         h, w = self._idmap.shape
         for k in list(self._state):
-            if k in present and not self._where_expected(k, self._idmap == k, h, w):
+            if k in present and not (own is not None and self._confirmed(own == k, self._idmap == k)
+                                     and self._where_expected(k, self._idmap == k, h, w)):
                 del self._state[k]
         self._observe(self._idmap, self._prev_lab, advance=False)  # same frame: no motion yet
+
+    @staticmethod
+    def _confirmed(own: np.ndarray, given: np.ndarray) -> bool:
+        return bool((own & given).sum() >= 0.5 * own.sum())
 
     def _where_expected(self, k: int, mask: np.ndarray, h: int, w: int) -> bool:
         st = self._state[k]
