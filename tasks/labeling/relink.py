@@ -213,10 +213,9 @@ def relink(
     if cleared is not None:
         # fresh pixels of a track that kept its own mask, outside that mask: the background they
         # were on before (a piece on the object's outline must not leave a hole)
-        back = cleared & (out == 0)
         stuff = np.array([tid for tid, tr in tracks.items() if not tr.isthing], dtype=current.dtype)
-        back &= np.isin(current, stuff)
-        out[back] = current[back]
+        refill = cleared & (out == 0) & np.isin(current, stuff)
+        out[refill] = current[refill]
     return out, event
 
 

@@ -180,6 +180,11 @@ def add_polar_views(work: np.ndarray, entity: np.ndarray, members: dict, backend
             x = parent[x]
         return x
 
+    def join(x: int, y: int) -> None:
+        a, b = find(x), find(y)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
     for pseudo, view_lat in POLAR_VIEWS.items():
         view = PerspectiveView(lon=0.0, lat=view_lat, fov_deg=fov, width=size, height=size)
         labels = backends.entity.segment(np.ascontiguousarray(view.sample(work, "linear")))
@@ -192,11 +197,6 @@ def add_polar_views(work: np.ndarray, entity: np.ndarray, members: dict, backend
         back[back > 0] += next_id - 1
         cap = (lat[:, None] * np.sign(view_lat) >= own_lat) & covered
         band = covered & ~cap
-
-        def join(x: int, y: int) -> None:
-            a, b = find(x), find(y)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
 
         # same entity where the view and the tiles agree inside the band
         st = pair_stats(np.where(band, back, 0), np.where(band, merged, 0), weights=wrow)
