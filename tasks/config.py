@@ -179,6 +179,11 @@ class RefineConfig(_Section):
     # Re-add every track the fresh SDR did not find again, from its current mask. False is the
     # method's code: such objects lose their track [M §1.3, §6 row 7].
     keep_unmatched_tracks: bool = True
+    # When a re-SDR sees whole what two touching tracks followed as pieces (one track lies
+    # mostly inside the fresh mask another track took), the piece's id becomes the object's id
+    # on every frame since the piece was born, not only from then on: the labels are made
+    # offline, so a split the segmentor made on frame 0 need not stay in the release [ours].
+    merge_split_tracks: bool = True
     # Motion-Continuity Refinement with geometric routing for coverage drops: each blank region
     # goes to the border branch (touches the seam), the existing branch (where a track was at
     # t-1) or the new branch (SDR) [M §1.3, §6 row 6]. False: a full re-SDR, as the method's code.

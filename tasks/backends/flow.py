@@ -134,6 +134,12 @@ class FlowPropagator:
                 del self._state[k]
         self._observe(self._idmap, self._prev_lab, advance=False)  # same frame: no motion yet
 
+    def forget(self, ids) -> None:
+        for k in ids:
+            self._state.pop(int(k), None)
+            if self._idmap is not None:
+                self._idmap[self._idmap == k] = 0
+
     @staticmethod
     def _confirmed(own: np.ndarray, given: np.ndarray) -> bool:
         return bool((own & given).sum() >= 0.5 * own.sum())

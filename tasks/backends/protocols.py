@@ -11,6 +11,7 @@ tile instead of one image per mask (hundreds of masks per 2048x1024 frame).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -102,6 +103,10 @@ class Propagator(Protocol):
     name: str
 
     def reset(self, frame: np.ndarray, idmap: np.ndarray) -> None: ...
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """Stop following these objects, hidden ones included (their ids were merged away)."""
+        ...
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         """Next frame in -> its uint16 id map out."""

@@ -469,6 +469,13 @@ class Sam2Propagator:
             self._last_frame, self._last_feats = frame.copy(), feats
             self._stream.evict(t + 1)
 
+    def forget(self, ids) -> None:
+        ids = [int(k) for k in ids]
+        self._stream.drop(ids)
+        for k in ids:
+            self._hidden.pop(k, None)
+            self._visible.discard(k)
+
     def hidden_objects(self, shape: tuple[int, int]) -> dict[int, np.ndarray]:
         """SAM2 re-acquires occluded objects from its own memory and has no predicted location
         for them, so it reports none (refine then relies on its appearance memory alone)."""

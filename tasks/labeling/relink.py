@@ -11,7 +11,10 @@ objects the SDR does not find again lose their track. We keep the first three an
 * an unmatched new mask that contains most of a current thing track is that object seen more
   completely (it is re-emerging from an occlusion, or was only half found), not a new object;
 * an unmatched new thing near where a recently lost track was, with the same look, is that
-  track coming back (after an occlusion) rather than a new id.
+  track coming back (after an occlusion) rather than a new id;
+* a current thing track the SDR did not find again, lying mostly inside the fresh mask another
+  thing track took, is a piece of that object (the earlier segmentation split it): when the
+  caller allows it (``may_merge``), its id is merged into the object's and not re-added.
 
 A new thing becomes a track only from a minimal size: mid-video, a speck is far more often a
 fragment than an arrival, and an arriving object grows until a later check finds it.
@@ -27,6 +30,7 @@ the new SDR names the object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -42,6 +46,7 @@ _KEEP_IOU = 0.7        # a matched track this close to the fresh mask keeps its 
 _PART_OF = 0.7          # share of a new mask inside one track that makes it part of that track
 _PART_TOUCH = 0.2       # ... or this share, when the piece is smaller than the track and looks like it or borders it
 _PART_COLOR = 15.0      # CIELAB distance under which a piece "looks like" the track
+_ABSORBED = 0.8         # share of an unmatched track inside another track's fresh mask that makes it a piece of it
 _REID_COLOR = 18.0      # max CIELAB distance of mean colours for re-identification
 _REID_ANGLE = 2.5       # max angular distance, in units of the lost track's angular radius
 
@@ -106,8 +111,14 @@ def relink(
     hidden: dict[int, np.ndarray] | None = None,
     min_new_area: int = 0,
     keep_unmatched: bool = True,
+    may_merge: Callable[[int, int], bool] | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place."""
+    """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place.
+
+    ``may_merge(piece, whole)`` says whether the caller can merge track ``piece`` into track
+    ``whole`` (it knows their history); merged pieces are listed in ``event["merged"]`` as
+    ``[piece, whole, share]`` and marked ``merged_into`` in ``tracks``.
+    """
     assigned: dict[int, int] = {}
     keep_own: set[int] = set()
     event = {"frame": frame, "matched": 0, "stuff_merged": 0, "parts": 0, "reidentified": [], "new": [],
@@ -190,19 +201,21 @@ def relink(
     for n, t in assigned.items():
         lut[n] = t
     out = lut[new.idmap]
+    present = set(np.unique(current).tolist()) - {0}
+    merged = _pieces_seen_whole(current, out, present - set(assigned.values()), tracks, may_merge,
+                                set(event["new"]))
     cleared = None
     if keep_own:
         ids = np.array(sorted(keep_own), dtype=out.dtype)
         cleared = np.isin(out, ids)
         out[cleared] = 0
     # re-add every current track that was not re-detected (and the confirmed ones) from its mask
-    present = set(np.unique(current).tolist()) - {0}
-    unmatched = present - set(assigned.values()) if keep_unmatched else set()
+    unmatched = present - set(assigned.values()) - set(merged) if keep_unmatched else set()
     missing = sorted(unmatched | (keep_own & present))
+    isstuff = np.zeros(int(max(tracks, default=0)) + 1, bool)
+    for tid, tr in tracks.items():
+        isstuff[tid] = not tr.isthing
     if missing:
-        isstuff = np.zeros(int(max(tracks, default=0)) + 1, bool)
-        for tid, tr in tracks.items():
-            isstuff[tid] = not tr.isthing
         free = (out == 0) | isstuff[out]
         for t in missing:
             m = (current == t) & free
@@ -216,7 +229,42 @@ def relink(
         stuff = np.array([tid for tid, tr in tracks.items() if not tr.isthing], dtype=current.dtype)
         refill = cleared & (out == 0) & np.isin(current, stuff)
         out[refill] = current[refill]
+    for t, (u, share) in sorted(merged.items()):
+        m = (current == t) & ((out == 0) | isstuff[out])   # the rest of the piece, where no object is
+        out[m] = u
+        piece, whole = tracks[t], tracks[u]
+        piece.merged_into = u
+        if whole.category == UNKNOWN and piece.category != UNKNOWN:
+            whole.category = piece.category
+            event["relabeled"].append(u)
+        whole.provenance.setdefault("merged", []).append({"track": t, "frame": frame, "share": round(share, 3)})
+        event.setdefault("merged", []).append([t, u, round(share, 3)])
     return out, event
+
+
+def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids) -> dict[int, tuple[int, float]]:
+    """Unmatched thing tracks lying mostly inside the fresh mask of one other thing track.
+
+    Prompted tracks are a person's word and are never merged either way; the classes must
+    agree (or one be unknown).
+    """
+    found: dict[int, tuple[int, float]] = {}
+    if may_merge is None:
+        return found
+    for t in sorted(unmatched):
+        tr = tracks.get(t)
+        if tr is None or not tr.isthing or tr.origin == "prompt":
+            continue
+        ids, counts = np.unique(out[current == t], return_counts=True)
+        k = int(np.argmax(counts))
+        u, share = int(ids[k]), float(counts[k] / counts.sum())
+        tu = tracks.get(u)
+        if (u in (0, t) or u in new_ids or share < _ABSORBED or tu is None or not tu.isthing
+                or tu.origin == "prompt" or (tr.category != tu.category and UNKNOWN not in (tr.category, tu.category))):
+            continue
+        if may_merge(t, u):
+            found[t] = (u, share)
+    return found
 
 
 def _looks_like_part(piece: np.ndarray, track: np.ndarray, lab: np.ndarray | None) -> bool:
@@ -249,7 +297,7 @@ def _from_hidden(mask, obj, hidden, tracks, taken) -> int | None:
     best, best_iou = None, 0.0
     area = mask.sum()
     for tid, pred in hidden.items():
-        if tid in taken or tid not in tracks:
+        if tid in taken or tid not in tracks or not tracks[tid].active:
             continue
         tr = tracks[tid]
         if tr.category != obj["category"] and UNKNOWN not in (tr.category, obj["category"]):
@@ -275,7 +323,7 @@ def _reidentify(mask, obj, lab, state, frame, max_lost_frames, tracks) -> int | 
         if frame - lost.frame > max_lost_frames:
             continue
         tr = tracks.get(tid)
-        if tr is None or (tr.category != obj["category"] and UNKNOWN not in (tr.category, obj["category"])):
+        if tr is None or not tr.active or (tr.category != obj["category"] and UNKNOWN not in (tr.category, obj["category"])):
             continue
         d_color = float(np.linalg.norm(look.color - lost.color))
         d_angle = _angle(look.centroid, lost.centroid) / max(lost.radius, 1e-6)

@@ -12,15 +12,24 @@ class Track:
     provenance: dict = field(default_factory=dict)
     born: int = 0                 # first frame
     origin: str = "sdr"           # "sdr" | "prompt" | "refine"
+    merged_into: int | None = None  # a piece of another track: its id was replaced by that one
+
+    @property
+    def active(self) -> bool:
+        return self.merged_into is None
 
     def to_json(self) -> dict:
-        return {"category": self.category, "isthing": self.isthing, "provenance": self.provenance,
-                "born": self.born, "origin": self.origin}
+        d = {"category": self.category, "isthing": self.isthing, "provenance": self.provenance,
+             "born": self.born, "origin": self.origin}
+        if self.merged_into is not None:
+            d["merged_into"] = self.merged_into
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> Track:
+        merged = d.get("merged_into")
         return cls(d["category"], bool(d["isthing"]), d.get("provenance", {}), int(d.get("born", 0)),
-                   d.get("origin", "sdr"))
+                   d.get("origin", "sdr"), None if merged is None else int(merged))
 
 
 def tracks_to_json(tracks: dict[int, Track]) -> dict:

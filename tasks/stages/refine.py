@@ -9,7 +9,8 @@ On the check grid (``t % ceil(fps / 5) == 0``) a frame is re-annotated when
   appears in front of labeled background).
 
 The fresh SDR is re-linked to the current tracks (:mod:`tasks.labeling.relink`) and following
-resumes from the merged id map. Refine follows the video from frame 0 with its own propagator
+resumes from the merged id map. A track the fresh SDR shows to be a piece of another object takes
+that object's id on every frame (:mod:`tasks.labeling.merge`). Refine follows the video from frame 0 with its own propagator
 (identical to the propagate stage's output until the first re-annotation) so that it knows
 where occluded objects should reappear; re-linking uses that to give them their id back.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from tqdm import tqdm
 
 from tasks.backends import build_backends
@@ -28,6 +30,7 @@ from tasks.formats import idmap as idmap_png
 from tasks.labeling import prompts as prompts_mod
 from tasks.labeling.coverage import coverage, track_areas
 from tasks.labeling.mcr import route_and_fill
+from tasks.labeling.merge import Contacts, merge_lut
 from tasks.labeling.relink import RelinkState, relink, remember
 from tasks.labeling.sdr import annotate_frame
 from tasks.labeling.tracks import tracks_from_json, tracks_to_json
@@ -69,6 +72,9 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     cov_series = []
     cov_both: list[tuple[float, float]] = []
     prev_idm, prev_lab, prev_rgb = None, None, None
+    contacts = Contacts()
+    contacts.observe(first, tracks)
+    may_merge = contacts.may_merge if rc.merge_split_tracks else None
     bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
     for t, frame, idm in follow(frames, 0, first, propagator, prompts, chunk=config.propagate.sam2_chunk_frames,
                                 every=step):
@@ -84,6 +90,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                 reasons.append("area_drop")
             if key_every and t % key_every == 0:
                 reasons.append("keyframe")
+            contacts.observe(idm, tracks)
             lab = to_lab(frame)
             if reasons == ["coverage"] and rc.mcr:
                 idm, event = route_and_fill(idm, prev_idm, lab, prev_lab, tracks, frame=t,
@@ -99,7 +106,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                 idm, event = relink(idm, fresh, tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=state,
                                     max_lost_frames=int(round(3 * fps)),
                                     hidden=propagator.hidden_objects(idm.shape), min_new_area=min_area,
-                                    keep_unmatched=rc.keep_unmatched_tracks)
+                                    keep_unmatched=rc.keep_unmatched_tracks, may_merge=may_merge)
                 p = prompts.at(t, width) if prompts is not None else None
                 if p is not None:
                     idm = prompts_mod.apply(idm, p)
@@ -107,6 +114,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                              coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
                 events.append(event)
                 propagator.reset(frame, idm)
+                propagator.forget(t_piece for t_piece, _, _ in event.get("merged", []))
                 areas = track_areas(idm)
             remember(state, idm, lab, t, tracks)
             last_areas = areas
@@ -117,6 +125,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         writer.put_bytes(f"idmaps/{t:05d}.png", idmap_png.encode_png(idm), "image/png")
         bar.update(1)
     bar.close()
+    rewritten = _merge_pieces_back(store, writer, tracks, events)
     writer.put_json("tracks.json", tracks_to_json(tracks))
     writer.put_json("events.json", {"r0": r0, "rho": rho, "step": step, "keyframe_every": key_every,
                                     "coverage_mode": rc.coverage, "coverage": cov_series,
@@ -127,12 +136,36 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         outputs={"idmaps": writer.key("idmaps/"), "tracks": writer.key("tracks.json"),
                  "events": writer.key("events.json")},
         stats={"frames": n, "checks": checks, "refreshes": len(events), "r0": round(r0, 4), "rho": round(rho, 4),
-               "tracks": len(tracks), "new_tracks": sum(len(e.get("new", [])) + len(e.get("created", [])) for e in events),
+               "tracks": sum(tr.active for tr in tracks.values()),
+               "merged_tracks": sum(not tr.active for tr in tracks.values()), "merge_rewritten_frames": rewritten,
+               "new_tracks": sum(len(e.get("new", [])) + len(e.get("created", [])) for e in events),
                "reidentified": sum(len(e.get("reidentified", [])) for e in events),
                "mcr_regions": sum(e.get("regions", 0) for e in events),
                "mcr_ambiguous": sum(e.get("ambiguous", 0) for e in events),
                "min_coverage": min(cov_series) if cov_series else None},
     )
+
+
+def _merge_pieces_back(store: ObjectStore, writer: StageWriter, tracks, events: list[dict]) -> int:
+    """Give merged pieces their object's id on the frames written before the merge.
+
+    Reads back only the frames between the earliest merged piece's birth and the last merge;
+    returns how many frames changed.
+    """
+    lut = merge_lut(tracks)
+    if lut is None:
+        return 0
+    first = min(tr.born for tr in tracks.values() if not tr.active)
+    last = max(e["frame"] for e in events if e.get("merged"))
+    changed = 0
+    for t in range(first, last):
+        key = writer.key(f"idmaps/{t:05d}.png")
+        idm = idmap_png.decode_png(store.get_bytes(key))
+        out = lut[idm]
+        if not np.array_equal(out, idm):
+            writer.put_bytes(f"idmaps/{t:05d}.png", idmap_png.encode_png(out), "image/png")
+            changed += 1
+    return changed
 
 
 def _vlm_question(backends, config, prev_rgb, prev_idm, rgb):

@@ -24,7 +24,7 @@ from tasks.formats import ytvis
 PY = sys.executable
 MODES = ("auto", "prompts", "baseline")
 BASELINE = ["--set", "propagate.seam_aware=false", "--set", "refine.keep_unmatched_tracks=false",
-            "--set", "refine.mcr=false"]
+            "--set", "refine.mcr=false", "--set", "refine.merge_split_tracks=false"]
 
 
 def first_frame_prompts(gt_path: Path, out: Path) -> Path:

@@ -38,9 +38,9 @@ NOTES = {
         "`tasks synth` defaults (4 s, 15 fps, 1024x512; an object crossing the seam, one passing a pole, one "
         "appearing mid-clip, an occlusion), seeds 0..3. *auto*: no prompts; *prompts*: `--prompts` with the "
         "ground-truth masks of frame 0 (a person's corrected first frame); *baseline*: the method as its code "
-        "does it (`--set propagate.seam_aware=false --set refine.keep_unmatched_tracks=false --set refine.mcr=false`: "
-        "no seam handling during propagation, tracks the re-SDR misses are dropped, plain re-SDR on coverage "
-        "drops). J&F per DAVIS (planar) and with "
+        "does it (`--set propagate.seam_aware=false --set refine.keep_unmatched_tracks=false --set refine.mcr=false "
+        "--set refine.merge_split_tracks=false`: no seam handling during propagation, tracks the re-SDR misses "
+        "are dropped, plain re-SDR on coverage drops, pieces of one object keep their ids until the re-SDR). J&F per DAVIS (planar) and with "
         "solid-angle weights and seam-wrapped boundaries (sphere); ID switches CLEAR-MOT style; a seam split is "
         "a seam-crossing object that got more than one id."),
     "proposals": (

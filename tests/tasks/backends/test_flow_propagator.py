@@ -95,6 +95,27 @@ def test_a_correction_that_hands_back_a_sliver_keeps_the_objects_full_view():
     assert back.any() and (pr_a[back] > 0.5 * after[back]).mean() > 0.8
 
 
+def test_an_object_dropped_by_a_correction_coasts_until_forgotten():
+    """A correction without an object keeps it coasting as hidden (it may be occluded) and it
+    comes back where its colour shows; an id merged into another object is forgotten and never
+    painted again."""
+    sc, frames = scene_frames()
+    rgb, ids = frames[0]
+    obj = sorted(set(np.unique(ids).tolist()) - {0, 1, 2})[0]
+    without = frames[1][1].copy()
+    without[without == obj] = 1
+    seen = {}
+    for forget in (False, True):
+        p = FlowPropagator(256)
+        p.reset(rgb, ids)
+        p.step(frames[1][0])
+        p.reset(frames[1][0], without)
+        if forget:
+            p.forget([obj])
+        seen[forget] = sum(int((p.step(f) == obj).any()) for f, _ in frames[2:])
+    assert seen[False] > 0 and seen[True] == 0
+
+
 def test_step_before_reset_and_mismatched_map_are_errors():
     p = FlowPropagator(64)
     with pytest.raises(RuntimeError):

@@ -275,6 +275,21 @@ def test_occluded_object_is_kept_for_max_hidden_frames(clip, monkeypatch):
     assert 2 not in p._stream.objects and 2 not in p.stats()["hidden"]   # hidden 3 > 2 frames
 
 
+def test_a_forgotten_hidden_object_leaves_the_memory(clip, monkeypatch):
+    """An id merged into another object (refine) is forgotten, hidden or not."""
+    p = make(max_hidden_frames=5)
+    rgb0, ids0 = clip[0]
+    p.reset(rgb0, prompt_of(ids0, (2, 3)))
+    orig = p._stream.track
+    monkeypatch.setattr(p._stream, "track", lambda t, feats, obj_ids=None: {
+        k: (torch.full_like(v, -1024.0) if k == 2 else v) for k, v in orig(t, feats, obj_ids).items()})
+    out = p.step(clip[1][0])
+    assert p.stats()["hidden"] == {2: 1}
+    p.forget([2])
+    assert 2 not in p._stream.objects and p.stats()["hidden"] == {}
+    assert 2 not in np.unique(p.step(clip[2][0])) and 3 in np.unique(out)
+
+
 def test_empty_prompt_is_a_no_op(clip, monkeypatch):
     p = make()
     calls = []

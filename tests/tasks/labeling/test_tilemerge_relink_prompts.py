@@ -163,3 +163,42 @@ def test_relink_a_piece_on_an_objects_outline_joins_it_not_a_new_track():
     assert ev["parts"] == 1 and (out[10:30, 60:80] == 3).all()   # the track keeps its own mask ...
     assert (out[5:10, 60:66] == 1).all()                           # ... and the outline is sky again
     assert len(ev["new"]) == 1 and (out[2:6, 5:11] == ev["new"][0]).all()
+
+
+def _ball_in_two_pieces():
+    """A ball followed as two touching tracks (3: two thirds, 4: one third, across the seam)."""
+    h, w = 32, 64
+    cur = np.where(np.arange(h)[:, None] < 16, 1, 2).astype(np.uint16) * np.ones((1, w), np.uint16)
+    cur[10:22, 56:64] = 3
+    cur[10:22, 0:5] = 4
+    new = np.where(np.arange(h)[:, None] < 16, 7, 8).astype(np.uint16) * np.ones((1, w), np.uint16)
+    new[10:22, 56:64] = 5       # the re-SDR sees the ball whole, one pixel column short of piece 4
+    new[10:22, 0:4] = 5
+    return cur, objects(new, {7: ("sky", False), 8: ("grass", False), 5: ("ball", True)})
+
+
+def test_relink_merges_a_track_the_fresh_sdr_shows_to_be_a_piece_of_another():
+    cur, fo = _ball_in_two_pieces()
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True), 4: Track("ball", True)}
+    out, ev = relink(cur, fo, tracks, frame=16, reid_iou=0.3, may_merge=lambda a, b: True)
+    assert ev["merged"] == [[4, 3, 0.8]] and 4 not in ev["kept"]
+    assert not (out == 4).any() and (out[10:22, 0:5] == 3).all()   # the rest of the piece too
+    assert tracks[4].merged_into == 3 and tracks[3].category == "ball"   # the piece's class is kept
+    assert tracks[3].provenance["merged"] == [{"track": 4, "frame": 16, "share": 0.8}]
+    assert Track.from_json(tracks[4].to_json()).merged_into == 3
+
+
+@pytest.mark.parametrize("why", ["ever_apart", "prompted", "other_class", "method_default"])
+def test_relink_keeps_a_piece_apart_when_merging_is_not_allowed(why):
+    cur, fo = _ball_in_two_pieces()
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("ball", True), 4: Track("ball", True)}
+    may = lambda a, b: why != "ever_apart"  # noqa: E731
+    if why == "prompted":
+        tracks[4].origin = "prompt"
+    if why == "other_class":
+        tracks[4].category = "person"
+    if why == "method_default":
+        may = None
+    out, ev = relink(cur, fo, tracks, frame=16, reid_iou=0.3, may_merge=may)
+    assert "merged" not in ev and tracks[4].merged_into is None
+    assert (out == 4).any() and 4 in ev["kept"]   # re-added where the fresh mask left room
