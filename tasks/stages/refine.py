@@ -9,10 +9,11 @@ On the check grid (``t % ceil(fps / 5) == 0``) a frame is re-annotated when
   appears in front of labeled background).
 
 The fresh SDR is re-linked to the current tracks (:mod:`tasks.labeling.relink`) and following
-resumes from the merged id map. A track the fresh SDR shows to be a piece of another object takes
-that object's id on every frame (:mod:`tasks.labeling.merge`). Refine follows the video from frame 0 with its own propagator
-(identical to the propagate stage's output until the first re-annotation) so that it knows
-where occluded objects should reappear; re-linking uses that to give them their id back.
+resumes from the merged id map; a track the fresh SDR shows to be a piece of another object
+takes that object's id on every frame, earlier ones included (:mod:`tasks.labeling.merge`).
+Refine follows the video from frame 0 with its own propagator (identical to the propagate
+stage's output until the first re-annotation) so that it knows where occluded objects should
+reappear; re-linking uses that to give them their id back.
 """
 
 from __future__ import annotations
