@@ -23,14 +23,6 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
     return lab
 
 
-def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
-    h = np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1)
-    v = np.stack([labels[:-1, :].ravel(), labels[1:, :].ravel()], 1)
-    p = np.concatenate([h, v])
-    p = p[p[:, 0] != p[:, 1]]
-    return np.sort(p, axis=1)
-
-
 class SuperpixelEntitySegmentor:
     """SLIC + greedy region merging.
 

@@ -208,15 +208,16 @@ def add_polar_views(work: np.ndarray, entity: np.ndarray, members: dict, backend
         full = pair_stats(back, merged, weights=wrow)
         ids = np.unique(back[back > 0])
         for v in ids.tolist():
-            c = spherical_centroid(back == v)
+            mask = back == v
+            c = spherical_centroid(mask)
             if c is None or c[1] * np.sign(view_lat) < own_lat:
                 continue
-            merged[back == v] = v
+            merged[mask] = v
             sel = full.a == v
             for t, share in zip(full.b[sel].tolist(), full.cover_b[sel].tolist()):
                 if share >= _STRIP_INSIDE:
                     join(v, int(t))
-        for v in np.unique(back[back > 0]).tolist():
+        for v in ids.tolist():
             members.setdefault(v, []).append((pseudo, v - next_id + 1))
         next_id = int(max(next_id, back.max() + 1))
     if parent:

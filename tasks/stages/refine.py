@@ -73,9 +73,10 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     cov_series = []
     cov_both: list[tuple[float, float]] = []
     prev_idm, prev_lab, prev_rgb = None, None, None
-    contacts = Contacts()
-    contacts.observe(first, tracks)
-    may_merge = contacts.may_merge if rc.merge_split_tracks else None
+    contacts = Contacts() if rc.merge_split_tracks else None
+    if contacts is not None:
+        contacts.observe(first, tracks)
+    may_merge = contacts.may_merge if contacts is not None else None
     bar = tqdm(total=n, desc="refine", unit="frame", disable=not inputs.params.get("progress") or None)
     for t, frame, idm in follow(frames, 0, first, propagator, prompts, chunk=config.propagate.sam2_chunk_frames,
                                 every=step):
@@ -91,7 +92,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                 reasons.append("area_drop")
             if key_every and t % key_every == 0:
                 reasons.append("keyframe")
-            contacts.observe(idm, tracks)
+            if contacts is not None:
+                contacts.observe(idm, tracks)
             lab = to_lab(frame)
             if reasons == ["coverage"] and rc.mcr:
                 idm, event = route_and_fill(idm, prev_idm, lab, prev_lab, tracks, frame=t,
