@@ -7,7 +7,7 @@
   ``local`` (stages run in the worker) or ``kubernetes`` (each stage is a pod in the GPU task
   image); see :func:`execution_mode`.
 * ``LEADER360V_K8S_CONFIG`` / ``LEADER360V_TASK_IMAGE``: the pod table of kubernetes mode
-  (default ``resources.yaml`` beside this module) and the task image (see ``kubernetes.py``).
+  (default ``resources.yaml`` beside this module) and the task image (see ``pod_tasks.py``).
 * ``LEADER360V_RETRIES`` / ``LEADER360V_RETRY_DELAY_SECONDS``: retry policy of stage tasks.
 """
 

@@ -7,7 +7,7 @@ both modes (:func:`settings.execution_mode`):
 * ``local``: a TaskFlow task running the stage function in the worker (the same code as
   ``python -m tasks <stage>``);
 * ``kubernetes``: a pod running ``python -m tasks <stage>`` in the task image
-  (:mod:`leader360v_airflow.kubernetes`, imported only in this mode); same task ids, same
+  (:mod:`leader360v_airflow.pod_tasks`, imported only in this mode); same task ids, same
   dependencies, same manifest in XCom, the same outcomes for the errors below.
 
 Error mapping, so Airflow retries only what a retry can fix:
@@ -81,7 +81,7 @@ def stage_task(stage: str):
     if stage not in STAGE_ORDER:
         raise ValueError(f"unknown stage {stage!r}")
     if settings.execution_mode() == "kubernetes":
-        from leader360v_airflow.kubernetes import stage_pod_task
+        from leader360v_airflow.pod_tasks import stage_pod_task
 
         return stage_pod_task(stage)
 
@@ -107,6 +107,6 @@ def worker_executor_config(name: str) -> dict:
     """
     if settings.execution_mode() != "kubernetes":
         return {}
-    from leader360v_airflow.kubernetes import worker_pod_override
+    from leader360v_airflow.pod_tasks import worker_pod_override
 
     return {"pod_override": worker_pod_override(name)}

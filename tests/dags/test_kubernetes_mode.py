@@ -165,7 +165,7 @@ from pathlib import Path
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from leader360v_airflow import kubernetes as kube
+from leader360v_airflow import pod_tasks as kube
 
 OUT = Path(os.environ["FAKE_PODS_OUT"])
 

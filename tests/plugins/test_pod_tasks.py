@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from leader360v_airflow import kubernetes as kube
+from leader360v_airflow import pod_tasks as kube
 from leader360v_airflow import settings
 from leader360v_airflow.stage_tasks import STAGE_ORDER
 
