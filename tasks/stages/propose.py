@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tasks.backends import build_backends
 from tasks.config import PipelineConfig
-from tasks.labeling.sdr import propose_frame
+from tasks.labeling.proposals import propose_frame
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
 from tasks.video.framestore import Frames
@@ -34,7 +34,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
 
 def load(store: ObjectStore, prefix: str, frame: int):
     """The proposals of one keyframe, from the propose stage's output prefix."""
-    from tasks.labeling.sdr import FrameProposals
+    from tasks.labeling.proposals import FrameProposals
 
     base = f"{prefix}{frame:05d}/"
     meta = store.get_json(base + "proposals.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tasks.backends import build_backends
 from tasks.config import PipelineConfig
-from tasks.labeling.sdr import label_entities
+from tasks.labeling.vote import label_entities
 from tasks.stages import propose
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
@@ -34,7 +34,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
 
 
 def load(store: ObjectStore, prefix: str, frame: int):
-    from tasks.labeling.sdr import EntityLabel
+    from tasks.labeling.vote import EntityLabel
 
     raw = store.get_json(f"{prefix}{frame:05d}/labels.json")
     return {int(e): EntityLabel.from_json(v) for e, v in raw.items()}

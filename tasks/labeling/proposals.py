@@ -1,0 +1,220 @@
+"""Entity and voter proposals on one ERP frame [M §1.2(a)-(b)], the first step of the SDR.
+
+Entity proposals come from seam-aware tiles merged back (plus perspective views of the polar
+caps); each voter labels the frame in its own label space. The ``propose`` stage stores the
+result (:class:`FrameProposals`) so ``verify`` and ``sdr`` can run on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from tasks.backends import Backends
+from tasks.backends.protocols import LabeledSegments
+from tasks.config import PipelineConfig
+from tasks.formats import idmap as idmap_png
+from tasks.geometry.components import spherical_centroid
+from tasks.geometry.erp import check_erp, lonlat_axes, row_solid_angles
+from tasks.geometry.tiles import cut_tiles, tile_layout
+from tasks.labeling.overlap import pair_stats
+from tasks.labeling.tilemerge import drop_small, merge_tiles
+
+_STRIP_INSIDE = 0.7    # share of a tile entity inside a polar-view entity that makes it a strip of it
+
+
+@dataclass
+class FrameProposals:
+    """Everything the proposers said about one frame, at the proposal work resolution."""
+
+    entity: np.ndarray                         # int32, exclusive entity label map
+    entity_tiles: dict[int, list[int]]         # entity -> tiles that proposed it
+    voters: dict[str, LabeledSegments]         # voter name -> its labeled segments
+    spaces: dict[str, str]                     # voter name -> label space
+    entity_source: str = "superpixel"
+    entity_colors: dict[int, list[float]] = field(default_factory=dict)  # entity -> mean CIELAB
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.entity.shape  # type: ignore[return-value]
+
+    # -- (de)serialisation for the propose stage's outputs ------------------------------------
+    def to_files(self) -> tuple[dict[str, bytes], dict]:
+        files = {"entity.png": idmap_png.encode_png(self.entity)}
+        meta = {"entity_tiles": {str(k): v for k, v in self.entity_tiles.items()}, "entity_source": self.entity_source,
+                "entity_colors": {str(k): v for k, v in self.entity_colors.items()}, "voters": {}}
+        for name, seg in self.voters.items():
+            files[f"voter_{name}.png"] = idmap_png.encode_png(seg.labels)
+            meta["voters"][name] = {"label_space": self.spaces[name],
+                                    "names": {str(k): v for k, v in seg.names.items()}}
+        return files, meta
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], meta: dict) -> FrameProposals:
+        voters, spaces = {}, {}
+        for name, vm in meta["voters"].items():
+            labels = idmap_png.decode_png(files[f"voter_{name}.png"]).astype(np.int32)
+            voters[name] = LabeledSegments(labels, {int(k): v for k, v in vm["names"].items()})
+            spaces[name] = vm["label_space"]
+        return cls(
+            entity=idmap_png.decode_png(files["entity.png"]).astype(np.int32),
+            entity_tiles={int(k): v for k, v in meta["entity_tiles"].items()},
+            voters=voters, spaces=spaces, entity_source=meta.get("entity_source", "superpixel"),
+            entity_colors={int(k): v for k, v in meta.get("entity_colors", {}).items()},
+        )
+
+
+def _work_frame(frame: np.ndarray, config: PipelineConfig) -> np.ndarray:
+    h, w = check_erp(frame)
+    ww = min(w, config.propose.work_width)
+    if ww == w:
+        return frame
+    return cv2.resize(frame, (ww, ww // 2), interpolation=cv2.INTER_AREA)
+
+
+def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameProposals:
+    work = _work_frame(frame, config)
+    h, w = work.shape[:2]
+    lay = tile_layout(h, w, config.tiling.pad_ratio, config.tiling.tiles)
+    tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
+    tile_maps = [backends.entity.segment(t) for t in tiles]
+    entity, members, _ = merge_tiles(tile_maps, lay, iou_threshold=config.propose.tile_merge_iou)
+    if config.propose.polar_views:
+        entity, members = add_polar_views(work, entity, members, backends, config)
+    min_px = config.min_area(w, config.propose.min_area_px_at_2048)
+    kept = drop_small(entity, min_px)
+    # carry the tile membership through the renumbering of drop_small
+    tiles_of: dict[int, list[int]] = {}
+    if kept.max() > 0:
+        st = pair_stats(kept, entity)
+        for k, e in zip(st.a.tolist(), st.b.tolist()):
+            tiles_of[k] = sorted({t for t, _ in members.get(e, [])})
+    voters, spaces = {}, {}
+    for v in backends.voters:
+        if v.tiled:
+            segs = [v.segment(t) for t in tiles]
+            labels, _, names = merge_tiles([s.labels for s in segs], lay, iou_threshold=config.propose.tile_merge_iou,
+                                           tile_names=[s.names for s in segs])
+            voters[v.name] = LabeledSegments(labels, names)
+        else:
+            voters[v.name] = v.segment(work)
+        spaces[v.name] = v.label_space
+    return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name, _mean_colors(work, kept))
+
+
+POLAR_VIEWS = {-1: math.pi / 2, -2: -math.pi / 2}   # pseudo tile index -> view latitude
+
+
+def add_polar_views(work: np.ndarray, entity: np.ndarray, members: dict, backends: Backends,
+                    config: PipelineConfig) -> tuple[np.ndarray, dict]:
+    """Distortion-aware proposals at the poles [ours, issue #3 §3].
+
+    The method's ERP tiles see a polar cap stretched tens of times across the width; the entity
+    segmentor then cuts one object into strips. A perspective view looking straight up (and one
+    down) sees the cap undistorted. Its entities are projected back to the ERP frame and fused
+    with the tile entities on the sphere, object by object (no fixed latitude line, which would
+    cut an object lying across it):
+
+    * a view entity whose spherical centroid lies in the cap (|lat| >= 90 - fov/4, where the view
+      is at its most central) is painted whole, and every tile entity lying mostly inside it
+      (the strips the tiles cut it into) joins it;
+    * in the band both see, view and tile entities with a solid-angle weighted IoU above the
+      tile-merge threshold are the same entity.
+    """
+    from tasks.geometry.perspective import PerspectiveView
+
+    h, w = entity.shape
+    fov = config.propose.polar_view_fov_deg
+    own_lat = math.radians(90.0 - fov / 4.0)
+    # The view samples the cap as densely along a row as the ERP does at the cap's edge (an ERP
+    # row at latitude phi holds 1/cos(phi) times the pixels of the equator's): at one ERP pixel
+    # per view pixel the segmentor saw the pole objects coarser than the tiles do and the
+    # polar views lost pole IoU (0.951 -> 0.935 in bench_proposals); at this density they gain
+    # (0.951 -> 0.973), docs/BENCHMARKS.md.
+    size = max(64, int(round(w * math.tan(math.radians(fov) / 2) / math.pi / math.cos(own_lat))))
+    _, lat = lonlat_axes(h, w)
+    wrow = np.broadcast_to(row_solid_angles(h, w)[:, None], (h, w))
+    merged = entity.astype(np.int64)
+    next_id = int(merged.max()) + 1
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    def join(x: int, y: int) -> None:
+        a, b = find(x), find(y)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    for pseudo, view_lat in POLAR_VIEWS.items():
+        view = PerspectiveView(lon=0.0, lat=view_lat, fov_deg=fov, width=size, height=size)
+        labels = backends.entity.segment(np.ascontiguousarray(view.sample(work, "linear")))
+        if labels.max() == 0:
+            continue
+        if labels.max() >= 65535:
+            raise ValueError("polar view produced more than 65534 entities")
+        back, covered = view.back(labels.astype(np.uint16), w, "nearest")
+        back = np.where(covered, back.astype(np.int64), 0)
+        back[back > 0] += next_id - 1
+        cap = (lat[:, None] * np.sign(view_lat) >= own_lat) & covered
+        band = covered & ~cap
+
+        # same entity where the view and the tiles agree inside the band
+        st = pair_stats(np.where(band, back, 0), np.where(band, merged, 0), weights=wrow)
+        for i in np.argsort(-st.iou).tolist():
+            if st.iou[i] <= config.propose.tile_merge_iou:
+                break
+            join(int(st.a[i]), int(st.b[i]))
+        # view entities centred in the cap are painted whole; tile strips inside them join them
+        full = pair_stats(back, merged, weights=wrow)
+        ids = np.unique(back[back > 0])
+        for v in ids.tolist():
+            mask = back == v
+            c = spherical_centroid(mask)
+            if c is None or c[1] * np.sign(view_lat) < own_lat:
+                continue
+            merged[mask] = v
+            sel = full.a == v
+            for t, share in zip(full.b[sel].tolist(), full.cover_b[sel].tolist()):
+                if share >= _STRIP_INSIDE:
+                    join(v, int(t))
+        for v in ids.tolist():
+            members.setdefault(v, []).append((pseudo, v - next_id + 1))
+        next_id = int(max(next_id, back.max() + 1))
+    if parent:
+        ids = np.unique(merged)
+        lut = {int(i): find(int(i)) for i in ids if i > 0}
+        merged = _apply_lut(merged, lut)
+        for old, new in lut.items():
+            if old != new and old in members:
+                members.setdefault(new, []).extend(members.pop(old))
+    # renumber 1..n, keeping the membership
+    ids = np.unique(merged)
+    ids = ids[ids > 0]
+    lut = np.zeros(int(merged.max()) + 1, np.int32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+    out_members = {int(lut[i]): members.get(int(i), []) for i in ids}
+    return lut[merged], out_members
+
+
+def _apply_lut(labels: np.ndarray, lut: dict[int, int]) -> np.ndarray:
+    table = np.arange(int(labels.max()) + 1, dtype=np.int64)
+    for k, v in lut.items():
+        table[k] = v
+    return table[labels]
+
+
+def _mean_colors(rgb: np.ndarray, labels: np.ndarray) -> dict[int, list[float]]:
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float64)
+    n = int(labels.max()) + 1
+    flat = labels.ravel()
+    cnt = np.maximum(np.bincount(flat, minlength=n), 1)
+    means = np.stack([np.bincount(flat, lab[..., c].ravel(), minlength=n) / cnt for c in range(3)], 1)
+    return {int(e): [round(float(v), 2) for v in means[e]] for e in range(1, n)}
+
+
