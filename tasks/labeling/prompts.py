@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tasks import layout
 from tasks.errors import PromptError
 from tasks.formats import rle as rlemod
 from tasks.formats import ytvis
@@ -115,3 +116,13 @@ def apply(idmap: np.ndarray, prompt: np.ndarray) -> np.ndarray:
     out[np.isin(out, ids)] = 0
     out[prompt > 0] = prompt[prompt > 0]
     return out
+
+
+def load_prompts(store, video_id: str, config, n_frames: int, width: int) -> Prompts | None:
+    """The run's prompts (``config.prompts`` names them by content hash), checked against the
+    video; None when the run has none."""
+    if config.prompts is None:
+        return None
+    p, _ = load_bytes(store.get_bytes(layout.prompts_key(video_id, config.prompts)))
+    check_against_video(p, n_frames, width)
+    return p

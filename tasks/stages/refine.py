@@ -30,14 +30,13 @@ from tasks.config import PipelineConfig
 from tasks.formats import idmap as idmap_png
 from tasks.labeling import prompts as prompts_mod
 from tasks.labeling.coverage import coverage, track_areas
+from tasks.labeling.follow import follow
 from tasks.labeling.mcr import route_and_fill
 from tasks.labeling.merge import Contacts, merge_lut
 from tasks.labeling.relink import RelinkState, relink, remember
 from tasks.labeling.sdr import annotate_frame
 from tasks.labeling.tracks import tracks_from_json, tracks_to_json
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
-from tasks.stages.propagate import follow
-from tasks.stages.sdr import load_prompts
 from tasks.storage import ObjectStore
 from tasks.video.framestore import Frames
 
@@ -49,7 +48,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     n, fps, width = len(frames), frames.fps, frames.width
     pprefix = inputs.output_key(store, "propagate", "idmaps")
     tracks = tracks_from_json(store.get_json(inputs.output_key(store, "propagate", "tracks")))
-    prompts = load_prompts(store, inputs.video_id, config, n, width)
+    prompts = prompts_mod.load_prompts(store, inputs.video_id, config, n, width)
     rc = config.refine
     step = config.refine_step(fps)
     key_every = 0

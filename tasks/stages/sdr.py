@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks import layout
 from tasks.config import PipelineConfig
 from tasks.formats import idmap as idmap_png
 from tasks.labeling import prompts as prompts_mod
-from tasks.labeling.sdr import FrameObjects, fuse
-from tasks.stages import propose, verify
+from tasks.labeling.sdr import EntityLabel, FrameObjects, FrameProposals, fuse
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
 
 # An automatic object mostly inside a prompted one is the same object seen by the proposers.
 _COVERED_BY_PROMPT = 0.5
-
-
-def load_prompts(store: ObjectStore, video_id: str, config: PipelineConfig, n_frames: int, width: int):
-    if config.prompts is None:
-        return None
-    p, _ = prompts_mod.load_bytes(store.get_bytes(layout.prompts_key(video_id, config.prompts)))
-    prompts_mod.check_against_video(p, n_frames, width)
-    return p
 
 
 def merge_with_prompt(objs: FrameObjects, prompt: np.ndarray, tracks: dict[int, str], first_auto_id: int) -> FrameObjects:
@@ -55,9 +45,9 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     width, n_frames = int(dec["width"]), int(dec["frames"])
     pprefix = inputs.output_key(store, "propose", "proposals")
     lprefix = inputs.output_key(store, "verify", "labels")
-    prompts = load_prompts(store, inputs.video_id, config, n_frames, width)
+    prompts = prompts_mod.load_prompts(store, inputs.video_id, config, n_frames, width)
     k = 0
-    objs = fuse(propose.load(store, pprefix, k), verify.load(store, lprefix, k), config, width)
+    objs = fuse(_proposals(store, pprefix, k), _labels(store, lprefix, k), config, width)
     if prompts is not None:
         prompt0 = prompts.at(0, width)
         if prompt0 is not None:
@@ -75,3 +65,19 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         outputs={"objects": writer.key("objects/")},
         stats={"keyframe": k, "objects": len(objs.objects), "categories": cats, **objs.stats},
     )
+
+
+# The keyframe's proposals and labels, read here from the propose/verify outputs rather than
+# through those stages' modules: stages do not import each other (issue 10, "The house").
+def _proposals(store: ObjectStore, prefix: str, frame: int) -> FrameProposals:
+    base = f"{prefix}{frame:05d}/"
+    meta = store.get_json(base + "proposals.json")
+    files = {"entity.png": store.get_bytes(base + "entity.png")}
+    for name in meta["voters"]:
+        files[f"voter_{name}.png"] = store.get_bytes(base + f"voter_{name}.png")
+    return FrameProposals.from_files(files, meta)
+
+
+def _labels(store: ObjectStore, prefix: str, frame: int) -> dict[int, EntityLabel]:
+    raw = store.get_json(f"{prefix}{frame:05d}/labels.json")
+    return {int(e): EntityLabel.from_json(v) for e, v in raw.items()}
