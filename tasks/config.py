@@ -125,8 +125,9 @@ class SdrConfig(_Section):
 
 class PropagateConfig(_Section):
     # "flow": the CPU propagator (default without a GPU); "sam2": SAM2's video predictor with
-    # mask prompts [M §1.2(e)], streamed in bounded memory and wrap-padded at the seam.
-    backend: Literal["flow", "sam2"] = "flow"
+    # mask prompts [M §1.2(e)], streamed in bounded memory and wrap-padded at the seam; "warp":
+    # the plain per-pixel wrap-aware DIS backward warp, the baseline of every benchmark [issue 10].
+    backend: Literal["flow", "sam2", "warp"] = "flow"
     # SAM2.1 model size; the method uses Hiera-Large [M §1.2(e)].
     sam2_model: Literal["tiny", "small", "base_plus", "large"] = "large"
     # Checkpoint: a local path or a store key under models/; its sha256 is checked before loading.

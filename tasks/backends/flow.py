@@ -413,6 +413,11 @@ def build_propagator(config, width: int, store=None):
         from tasks.backends.sam2_propagator import build_sam2_propagator
 
         return build_sam2_propagator(config, width, store=store)
+    if pc.backend == "warp":
+        from tasks.backends.warp import WarpPropagator
+
+        return WarpPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.seam_aware,
+                              min_area_px=config.min_area(width, pc.min_area_px_at_2048))
     if pc.backend != "flow":
         from tasks.errors import ConfigError
 
