@@ -18,7 +18,18 @@ from pathlib import Path
 
 from tasks import __version__
 
-EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_DUPLICATE, EXIT_GATE, EXIT_UPSTREAM, EXIT_PERMANENT = 1, 2, 3, 4, 5, 6, 7
+# The exit codes belong to the error classes (tasks/errors.py); re-exported for callers of the CLI.
+from tasks.errors import (  # noqa: F401
+    EXIT_CODES,
+    EXIT_DUPLICATE,
+    EXIT_ERROR,
+    EXIT_GATE,
+    EXIT_OK,
+    EXIT_PERMANENT,
+    EXIT_REJECTED,
+    EXIT_UPSTREAM,
+    EXIT_USAGE,
+)
 
 
 def _formatter():
@@ -296,15 +307,7 @@ def _cmd_stage(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.errors import (
-        ConfigError,
-        DuplicateVideo,
-        InputRejected,
-        MissingUpstream,
-        PermanentError,
-        PipelineError,
-        QualityGateFailed,
-    )
+    from tasks.errors import PipelineError
     from tasks.stages.runner import STAGES
 
     parser = build_parser()
@@ -318,23 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     handler = handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
     try:
         return handler(args)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except InputRejected as exc:
-        print(f"rejected ({exc.reason}): {exc.message}", file=sys.stderr)
-        return EXIT_REJECTED
-    except DuplicateVideo as exc:
-        print(f"duplicate: {exc}", file=sys.stderr)
-        return EXIT_DUPLICATE
-    except QualityGateFailed as exc:
-        print(f"quality gate failed: {exc}", file=sys.stderr)
-        return EXIT_GATE
-    except MissingUpstream as exc:
-        print(f"not ready: {exc}", file=sys.stderr)
-        return EXIT_UPSTREAM
-    except PipelineError as exc:  # permanent: a retry cannot help; otherwise it may
+    except PipelineError as exc:
+        # Each error class carries its exit code (tasks/errors.py): one line for the user, the
+        # traceback only with -v (a retry decision never depends on the message).
         if args.verbose:
             logging.exception("%s failed", args.command)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_PERMANENT if isinstance(exc, PermanentError) else EXIT_ERROR
+        print(f"{exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        # a path given on the command line that is not there: a usage mistake, not a crash. In a
+        # stage (a pod) it is the deployment's fault (a missing binary): keep the traceback.
+        if args.command in STAGES:
+            raise
+        if args.verbose:
+            logging.exception("%s failed", args.command)
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_USAGE

@@ -314,5 +314,22 @@ def _explain(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{loc}: {err['msg']}")
+        msg = _unknown_key_hint(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{loc}: {msg}")
     return "invalid pipeline configuration:\n  " + "\n  ".join(lines)
+
+
+def _unknown_key_hint(loc: tuple) -> str:
+    """'unknown setting; did you mean refine.tau?' -- a typo in an override names its fix (issue 11)."""
+    import difflib
+
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        model = field.annotation if field is not None else None
+    names = sorted(getattr(model, "model_fields", {}) or {})
+    where = ".".join(str(p) for p in loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    if close:
+        return f"unknown setting; did you mean {where + '.' if where else ''}{close[0]}?"
+    return f"unknown setting; {where or 'the configuration'} has: {', '.join(names)}"

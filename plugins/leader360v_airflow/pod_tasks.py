@@ -56,7 +56,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from kubernetes.client import models as k8s
 
 from leader360v_airflow import settings
-from tasks.cli import EXIT_DUPLICATE, EXIT_GATE, EXIT_PERMANENT, EXIT_REJECTED, EXIT_UPSTREAM, EXIT_USAGE
+from tasks.errors import EXIT_CODES, exit_outcome
 
 CONFIG_ENV = "LEADER360V_K8S_CONFIG"
 IMAGE_ENV = "LEADER360V_TASK_IMAGE"
@@ -64,15 +64,10 @@ DEFAULT_CONFIG = Path(__file__).with_name("resources.yaml")
 XCOM_FILE = "/airflow/xcom/return.json"
 COMMAND = ["python", "-m", "tasks"]
 
-# Exit codes of `python -m tasks` (tasks/cli.py) that no retry can change.
-PERMANENT_EXIT_CODES = {
-    EXIT_USAGE: "bad configuration",
-    EXIT_REJECTED: "input rejected (the video is quarantined with its reason)",
-    EXIT_GATE: "quality gate failed",
-    EXIT_UPSTREAM: "an upstream stage has no committed output",
-    EXIT_PERMANENT: "a permanent error (bad input or request; retrying cannot help)",
-}
-SKIP_EXIT_CODES = {EXIT_DUPLICATE: "duplicate upload (recorded as an alias, not labeled twice)"}
+# Exit codes of `python -m tasks` and what they mean, read from the error classes' table
+# (tasks/errors.py), so a pod's exit code and a local task's exception end the same way.
+PERMANENT_EXIT_CODES = {c: o.description for c, o in EXIT_CODES.items() if o.outcome == "fail"}
+SKIP_EXIT_CODES = {c: o.description for c, o in EXIT_CODES.items() if o.outcome == "skip"}
 
 _TOP_KEYS = {
     "image", "image_pull_policy", "image_pull_secrets", "namespace", "service_account_name",
@@ -101,13 +96,7 @@ class PermanentStageFailure(AirflowFailException):
 
 def outcome_for_exit_code(exit_code: int | None) -> str:
     """``"ok"``, ``"skip"``, ``"fail"`` (no retry) or ``"retry"`` for a stage pod's exit code."""
-    if exit_code == 0:
-        return "ok"
-    if exit_code in SKIP_EXIT_CODES:
-        return "skip"
-    if exit_code in PERMANENT_EXIT_CODES:
-        return "fail"
-    return "retry"
+    return exit_outcome(exit_code).outcome
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -236,7 +225,7 @@ def load_config(path: str | Path | None = None) -> K8sConfig:
             tolerations, template, str(c["shm_size"]) if c.get("shm_size") else None,
         )
 
-    from leader360v_airflow.stage_tasks import STAGE_ORDER
+    from tasks.stages import STAGE_NAMES as STAGE_ORDER
 
     stages_raw = _mapping(path, raw.get("stages"), "stages")
     if sorted(stages_raw) != sorted(STAGE_ORDER):
@@ -446,8 +435,17 @@ class StagePodOperator(KubernetesPodOperator):
         self.video_key = video_key
 
     def execute(self, context):
-        self.arguments = [*(self.arguments or []), *runtime_arguments(self.stage, context["params"])]
         context["video_label"] = self.video_key or ""
+        try:
+            extra = runtime_arguments(self.stage, context["params"])
+        except Exception as exc:  # a bad configuration fails once, like a local task's
+            from leader360v_airflow.stage_tasks import airflow_outcome
+
+            mapped = airflow_outcome(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        self.arguments = [*(self.arguments or []), *extra]
         return self._manifest(super().execute(context))
 
     def trigger_reentry(self, context, event):

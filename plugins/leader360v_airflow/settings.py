@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+from tasks.stages import STAGE_NAMES
+
 EXECUTION_MODES = ("local", "kubernetes")
 EXECUTION_ENV = "LEADER360V_EXECUTION"
 EXECUTION_VARIABLE = "leader360v_execution"
@@ -87,6 +89,8 @@ STAGE_TIMEOUTS = {
     "qa": timedelta(hours=2),
     "validate": timedelta(minutes=30),
 }
+if tuple(STAGE_TIMEOUTS) != STAGE_NAMES:  # the one stage list (tasks/stages/__init__.py)
+    raise AssertionError(f"STAGE_TIMEOUTS {list(STAGE_TIMEOUTS)} must follow the stage list {STAGE_NAMES}")
 
 DEFAULT_ARGS = {
     "owner": "leader360v",

@@ -10,12 +10,14 @@ both modes (:func:`settings.execution_mode`):
   (:mod:`leader360v_airflow.pod_tasks`, imported only in this mode); same task ids, same
   dependencies, same manifest in XCom, the same outcomes for the errors below.
 
-Error mapping, so Airflow retries only what a retry can fix:
+Errors become Airflow outcomes by what the error class says of itself (``exit_code`` and
+``retryable`` in :mod:`tasks.errors`, the same attributes the CLI's exit codes and the pod
+exit-code mapping read), see :func:`airflow_outcome`:
 
-* :class:`~tasks.errors.DuplicateVideo` -> skipped (recognised, deliberately not labeled twice);
-* other :class:`~tasks.errors.PermanentError` (rejected input — already quarantined with its
-  reason —, bad config, failed quality gate) -> failed without retry;
-* anything else -> failed, retried per ``retries``.
+* skip (:class:`~tasks.errors.DuplicateVideo`: recognised, deliberately not labeled twice);
+* fail without retry (every other :class:`~tasks.errors.PermanentError`: rejected input --
+  already quarantined with its reason --, bad configuration, failed quality gate);
+* anything else: failed, retried per ``retries``.
 
 A stage task returns the stage's small JSON manifest (URIs and stats), which is what XCom holds.
 """
@@ -26,23 +28,39 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from leader360v_airflow import settings
+from tasks.stages import STAGE_NAMES
 
-STAGE_ORDER = ("ingest", "decode", "propose", "verify", "sdr", "propagate", "refine", "qa", "validate")
+# the one stage list (tasks/stages/__init__.py); importing it loads nothing heavy
+STAGE_ORDER = STAGE_NAMES
+
+
+def airflow_outcome(exc: BaseException) -> BaseException | None:
+    """The Airflow exception for a pipeline error, from the error's own class attributes, or
+    ``None`` when the error should propagate as it is (retryable, or not one of ours)."""
+    from tasks.errors import PipelineError, exit_outcome
+
+    if not isinstance(exc, PipelineError):
+        return None
+    if exit_outcome(exc.exit_code).outcome == "skip":
+        return AirflowSkipException(str(exc))
+    if not exc.retryable:
+        return AirflowFailException(f"{exc.label}: {exc}")
+    return None
 
 
 def run_stage(stage: str, *, key: str | None = None, previous: dict | None = None) -> dict:
     """Run one stage under the contract with the DAG run's params; map errors for Airflow."""
-    from tasks.errors import DuplicateVideo, PermanentError
     from tasks.stages.runner import execute
 
     ctx = get_current_context()
     params = ctx["params"]
-    config = settings.pipeline_config(params.get("config_overrides") or {})
-    store = settings.store()
     force = bool(params.get("force", False))
     video_key = key if key is not None else (previous or {}).get("key")
     ctx["video_label"] = video_key or ""  # shown as the mapped instance's name in the UI
     try:
+        # inside the try: a bad configuration is permanent and must not be retried per video
+        config = settings.pipeline_config(params.get("config_overrides") or {})
+        store = settings.store()
         if stage == "ingest":
             res = execute("ingest", store=store, config=config, params={"key": key}, force=force)
         else:
@@ -52,10 +70,11 @@ def run_stage(stage: str, *, key: str | None = None, previous: dict | None = Non
                 raise AirflowFailException(
                     f"configuration changed within the run: upstream used {previous.get('run')}, now {config.hash}")
             res = execute(stage, store=store, config=config, video_id=previous["video_id"], force=force)
-    except DuplicateVideo as exc:
-        raise AirflowSkipException(str(exc)) from exc
-    except PermanentError as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        mapped = airflow_outcome(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
     out = res.to_json()
     out["key"] = video_key
     return out

@@ -22,6 +22,7 @@ from typing import Any
 from tasks import __version__, layout
 from tasks.config import PipelineConfig
 from tasks.errors import InputRejected, MissingUpstream, ObjectNotFound
+from tasks.stages import STAGE_NAMES
 from tasks.stages.contract import StageInputs, StageOutput, StageResult, StageWriter
 from tasks.storage import ObjectStore
 
@@ -55,7 +56,9 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("validate", "tasks.stages.validate", ("qa",), "Great Expectations suites on the video's tables"),
     ]
 }
-ORDER = list(STAGES)
+if tuple(STAGES) != STAGE_NAMES:  # pragma: no cover - caught by every test run
+    raise AssertionError(f"the stage table {list(STAGES)} differs from tasks.stages.STAGE_NAMES {STAGE_NAMES}")
+ORDER = list(STAGE_NAMES)
 
 
 def _digest(manifest: dict) -> str:

@@ -25,7 +25,7 @@ def test_errors_map_to_airflow_outcomes(context, tmp_path):
     ctx, store = context
     (tmp_path / "x.mp4").write_text("not a video")
     store.put_file("raw/x.mp4", tmp_path / "x.mp4")
-    with pytest.raises(AirflowFailException, match="InputRejected"):   # quarantined, no retry
+    with pytest.raises(AirflowFailException, match=r"rejected \(not_a_video\)"):   # quarantined, no retry
         stage_tasks.run_stage("ingest", key="raw/x.mp4")
     assert ctx["video_label"] == "raw/x.mp4"
     v = pattern_video(tmp_path / "v.mp4")
@@ -47,3 +47,24 @@ def test_errors_map_to_airflow_outcomes(context, tmp_path):
 def test_unknown_stage_is_refused():
     with pytest.raises(ValueError):
         stage_tasks.stage_task("teleport")
+
+
+def test_a_bad_configuration_fails_once_instead_of_being_retried(context, tmp_path):
+    """issue 11: the configuration was built outside the stage's try, so a typo was retried per video."""
+    ctx, store = context
+    store.put_file("raw/a.mp4", pattern_video(tmp_path / "v.mp4"))
+    ctx["params"]["config_overrides"] = {"refine.tua": 0.004}
+    with pytest.raises(AirflowFailException, match=r"refine\.tua: unknown setting; did you mean refine\.tau\?"):
+        stage_tasks.run_stage("ingest", key="raw/a.mp4")
+    assert ctx["video_label"] == "raw/a.mp4"
+
+
+def test_outcomes_come_from_the_error_classes():
+    from tasks import errors
+
+    assert isinstance(stage_tasks.airflow_outcome(errors.DuplicateVideo("v", "raw/b", "raw/a")), AirflowSkipException)
+    for exc in (errors.ConfigError("x"), errors.QualityGateFailed("x"), errors.MissingUpstream("x"),
+                errors.InputRejected("truncated", "x"), errors.PermanentError("x")):
+        assert isinstance(stage_tasks.airflow_outcome(exc), AirflowFailException), exc
+    for exc in (errors.StoreError("x"), errors.TransientError("x"), OSError("x"), RuntimeError("x")):
+        assert stage_tasks.airflow_outcome(exc) is None        # propagates: retried
