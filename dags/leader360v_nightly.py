@@ -14,8 +14,20 @@ own mapped task group:
   every committed stage. Tick **force** to recompute. **config_overrides** (e.g.
   `{"refine.tau": 0.004}`) give a new configuration hash, so results are written beside the
   old ones — this is how a backfill after a threshold change works.
-* When at least one video passes its quality suite, the asset `leader360v_ready_videos` is
-  updated, which triggers `leader360v_release`.
+* **Mistakes fail fast**: `discover` checks the whole request before any video is touched
+  (`config_overrides` settings and types, `keys` in the store, a `prefix` that matches
+  something, the execution mode, the Kubernetes connection in kubernetes mode) and fails once,
+  without retry, listing everything to fix. The trigger form already refuses unknown settings
+  and wrong types.
+* **The run's state tells the truth**: `summary` writes a table of every upload (ready,
+  quarantined with the reason, duplicate, failed at which stage) to its log; `publish_ready`
+  updates the asset `leader360v_ready_videos` (which triggers `leader360v_release`) when at least
+  one video passed its quality suite; `outcome` fails the run when any upload failed for a reason
+  other than rejected or duplicate input. A run whose uploads were all rejected or duplicates is
+  green, with the table in `summary`'s log saying so.
+* Uploads are matched to the data interval by their recorded upload time (`python -m tasks
+  upload` records it, `--uploaded-at` for late imports; otherwise the store's time), so a
+  backfill over a date range labels exactly that range's uploads.
 
 Each stage runs in the Airflow worker (`local`) or as a pod in the GPU task image
 (`kubernetes`), chosen by the Variable `leader360v_execution` or `LEADER360V_EXECUTION`; the
@@ -37,12 +49,13 @@ from airflow.sdk import (
     task,
     task_group,
 )
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from leader360v_airflow import settings
 from leader360v_airflow.stage_tasks import STAGE_ORDER, mapped_results, stage_task
 
 READY_VIDEOS = Asset("leader360v_ready_videos")
+GROUP = "video"
 
 
 @dag(
@@ -55,13 +68,15 @@ READY_VIDEOS = Asset("leader360v_ready_videos")
     default_args=settings.DEFAULT_ARGS,
     tags=["leader360v", "labeling"],
     params={
-        "keys": Param([], type="array", items={"type": "string"}, title="Object keys",
+        "keys": Param([], type="array", items={"type": "string", "pattern": "^raw/.*[^/]$"}, uniqueItems=True,
+                      title="Object keys",
                       description="Label exactly these uploads (e.g. raw/2026-11-24/clip.mp4). Empty: use the data interval."),
-        "prefix": Param(None, type=["null", "string"], title="Prefix",
+        "prefix": Param(None, type=["null", "string"], pattern="^raw/", title="Prefix",
                         description="Label every upload under this prefix (e.g. raw/2026-11/), whatever its date."),
         "force": Param(False, type="boolean", title="Force", description="Recompute stages even if committed."),
-        "config_overrides": Param({}, type="object", title="Configuration overrides",
-                                  description='Dotted keys, e.g. {"refine.tau": 0.004, "video.fps": 10}.'),
+        "config_overrides": Param({}, schema=settings.config_overrides_schema(), title="Configuration overrides",
+                                  description='Dotted keys, e.g. {"refine.tau": 0.004, "video.fps": 10}; '
+                                              "unknown settings and wrong types are refused."),
         "include_quarantined": Param(False, type="boolean", title="Retry quarantined uploads"),
         "max_videos": Param(500, type="integer", minimum=1, maximum=1000, title="Max videos per run"),
     },
@@ -69,42 +84,95 @@ READY_VIDEOS = Asset("leader360v_ready_videos")
 def leader360v_nightly():
     @task
     def discover() -> list[str]:
-        from tasks.discovery import find_uploads
+        """Check the whole request, then list the uploads. A problem here is the operator's to fix
+        (a typo, a missing connection): no retry can help, so the task fails once, listing all."""
+        from tasks.discovery import check_overrides, describe_report, find_uploads
+        from tasks.errors import RequestInvalid
 
         ctx = get_current_context()
         p = ctx["params"]
-        keys, report = find_uploads(
-            settings.store(), start=ctx.get("data_interval_start"), end=ctx.get("data_interval_end"),
-            keys=p.get("keys") or None, prefix=p.get("prefix"), include_quarantined=p.get("include_quarantined", False),
-            limit=int(p.get("max_videos", 500)),
-        )
-        print(f"{len(keys)} upload(s) to label; left out: {report}")
+        problems = settings.deployment_problems() + check_overrides(p.get("config_overrides"))
+        keys: list[str] = []
+        if not any(pr.startswith("the object store") for pr in problems):
+            try:
+                keys, report = find_uploads(
+                    settings.store(), start=ctx.get("data_interval_start"), end=ctx.get("data_interval_end"),
+                    keys=p.get("keys") or None, prefix=p.get("prefix"),
+                    include_quarantined=p.get("include_quarantined", False), limit=int(p.get("max_videos", 500)),
+                )
+            except RequestInvalid as exc:
+                problems += exc.problems
+        if problems:
+            raise AirflowFailException(str(RequestInvalid(problems)))
+        print(describe_report(keys, report))
         return keys
 
-    @task_group(group_id="video")
+    @task_group(group_id=GROUP)
     def process_video(key: str):
         result = stage_task("ingest")(key)
         for stage in STAGE_ORDER[1:]:
             result = stage_task(stage)(result)
         return result
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[READY_VIDEOS])
-    def publish_ready(keys: list[str], results):
-        from tasks.discovery import summarize
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def summary(keys: list[str] | None, results) -> dict:
+        """What became of every upload, as a table in this task's log (and its XCom)."""
+        from tasks.discovery import counts_sentence, summarize, summary_table
 
-        summary = summarize(settings.store(), keys, mapped_results(results))
-        for row in summary["videos"]:
-            print(row)
-        ready = [r for r in summary["videos"] if r["status"] == "ready"]
+        if keys is None:  # discover failed: its log lists what to fix
+            raise AirflowFailException("discover failed, so no video was labeled; its log lists what to fix")
+        ctx = get_current_context()
+        states = _stage_states(ctx, len(keys))
+        s = summarize(settings.store(), keys, mapped_results(results), states, tuple(STAGE_ORDER))
+        s["table"] = summary_table(s)
+        s["sentence"] = counts_sentence(s["counts"])
+        print(f"Run summary: {s['sentence']}.\n\n{s['table']}")
+        return s
+
+    @task(outlets=[READY_VIDEOS])
+    def publish_ready(s: dict) -> dict:
+        ready = [r for r in s["videos"] if r["status"] == "ready"]
         if not ready:
-            raise AirflowSkipException(f"no video became ready in this run: {summary['counts']}")
+            raise AirflowSkipException(f"No video became ready in this run ({s['sentence']}), so the release "
+                                       "DAG is not triggered; the summary task's log has the table.")
         get_current_context()["outlet_events"][READY_VIDEOS].extra = {
-            "videos": [r["video_id"] for r in ready], "runs": sorted({r["run"] for r in ready})}
-        return summary
+            "videos": [r["video_id"] for r in ready], "keys": [r["key"] for r in ready],
+            "runs": sorted({r["run"] for r in ready}), "counts": s["counts"], "summary": s["table"]}
+        print(f"{len(ready)} video(s) ready for a release: {', '.join(r['video_id'] for r in ready)}")
+        return {"ready": len(ready)}
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def outcome(s: dict) -> str:
+        """Fail the run when an upload failed for a reason other than rejected or duplicate input
+        (those are the pipeline doing its job), after the summary and the asset event are out."""
+        failed = [r for r in s["videos"] if r["status"] == "failed"]
+        if failed:
+            raise AirflowFailException(
+                f"{len(failed)} of {len(s['videos'])} upload(s) failed ({s['sentence']}):\n\n{s['table']}")
+        print(f"Every upload is accounted for: {s['sentence']}.")
+        return s["sentence"]
 
     keys = discover()
     results = process_video.expand(key=keys)
-    publish_ready(keys, results)
+    s = summary(keys, results)
+    publish_ready(s) >> outcome(s)
+
+
+def _stage_states(ctx, n: int) -> dict[int, dict[str, str]]:
+    """map index -> stage -> state of this run's stage tasks (through the Task SDK; empty when the
+    execution API cannot answer, e.g. outside a worker)."""
+    ti = ctx["ti"]
+    try:
+        raw = ti.get_task_states(dag_id=ti.dag_id, task_group_id=GROUP, run_ids=[ti.run_id])
+    except Exception as exc:  # noqa: BLE001 - the summary still names ready/quarantined uploads
+        print(f"could not read the stage states ({exc}); failed uploads are listed without their stage")
+        return {}
+    out: dict[int, dict[str, str]] = {}
+    for name, state in (raw.get(ti.run_id) or {}).items():
+        task_id, _, index = name.rpartition("_")
+        if task_id.startswith(GROUP + ".") and index.isdigit() and int(index) < n:
+            out.setdefault(int(index), {})[task_id[len(GROUP) + 1:]] = str(state) if state else ""
+    return out
 
 
 leader360v_nightly()

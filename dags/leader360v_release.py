@@ -12,7 +12,13 @@ demand. Three steps:
    expectation fails this task fails, its log lists the failed expectations, and **nothing is
    published**;
 3. **publish** — `releases/vN/` with annotations, id maps, frames, splits, a manifest with the
-   sha256 of every file, the GX report and a dataset card; `_MANIFEST.json` is written last.
+   sha256 of every file, the GX report with its Data Docs (`data_docs/index.html`) and a dataset
+   card; `_MANIFEST.json` is written last. The asset event `leader360v_releases` carries the
+   version, the release's location and its counts.
+
+One configuration per video: the newest one that passed its quality suite (or `config_hash`);
+the dataset card says which, and why. A candidate identical to the latest release (same videos,
+same configurations) is skipped, so a burst of nightly or backfill runs publishes once.
 """
 
 from __future__ import annotations
@@ -65,15 +71,24 @@ def leader360v_release():
 
         p = get_current_context()["params"]
         try:
-            return validate_candidate(settings.store(), cand["candidate"], settings.pipeline_config(p.get("config_overrides")))
+            gate = validate_candidate(settings.store(), cand["candidate"],
+                                      settings.pipeline_config(p.get("config_overrides")))
         except QualityGateFailed as exc:
             raise AirflowFailException(str(exc)) from exc
+        print(f"quality gate passed: {gate['passed']} of {gate['expectations']} expectations")
+        return gate
 
     @task(outlets=[RELEASES], executor_config=release_pod)
     def publish(cand: dict, gate: dict) -> dict:
         from tasks.stages.release import publish_candidate
 
-        return publish_candidate(settings.store(), cand["candidate"])
+        out = publish_candidate(settings.store(), cand["candidate"])
+        # what a consumer of the asset needs without opening the store: which version, where
+        get_current_context()["outlet_events"][RELEASES].extra = {
+            k: out[k] for k in ("version", "uri", "prefix", "videos", "objects", "files", "runs", "data_docs")}
+        print(f"published release v{out['version']} at {out['uri']}: {out['videos']} video(s), "
+              f"{out['objects']} object(s); Data Docs: {out['data_docs']}")
+        return out
 
     cand = candidate()
     publish(cand, quality_gate(cand))

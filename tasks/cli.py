@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upload", help="put a local file into the store (e.g. under raw/)", formatter_class=fmt)
     p.add_argument("file", type=Path)
     p.add_argument("--key", required=True, help="object key, e.g. raw/2026-11-24/clip.mp4")
+    p.add_argument("--uploaded-at", type=_utc_time, metavar="TIME",
+                   help="upload time to record for a raw/ key (ISO 8601, UTC if no zone; default now): the "
+                        "nightly DAG labels a data interval's uploads by this time, so a backfill over TIME's "
+                        "date finds a file imported late")
     _add_store_arg(p)
 
     p = sub.add_parser("status", help="videos, runs, quarantine and releases in the store", formatter_class=fmt,
@@ -243,9 +247,29 @@ def _cmd_upload(args) -> int:
     if not args.file.is_file():
         print(f"no such file: {args.file}", file=sys.stderr)
         return EXIT_USAGE
+    from tasks import layout
+    from tasks.discovery import record_upload
+
+    if args.uploaded_at is not None and not args.key.startswith(layout.RAW):
+        print(f"--uploaded-at is for uploads under {layout.RAW}; {args.key!r} is not one", file=sys.stderr)
+        return EXIT_USAGE
     store.put_file(args.key, args.file)
-    _print_json({"key": args.key, "uri": store.uri(args.key), "size": args.file.stat().st_size})
+    out = {"key": args.key, "uri": store.uri(args.key), "size": args.file.stat().st_size}
+    if args.key.startswith(layout.RAW):
+        # the upload time the nightly DAG's data interval is matched against (tasks/discovery.py)
+        out["uploaded"] = record_upload(store, args.key, uploaded=args.uploaded_at)["uploaded"]
+    _print_json(out)
     return 0
+
+
+def _utc_time(text: str):
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-24T08:00:00Z)") from None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
 
 
 def _cmd_status(args) -> int:

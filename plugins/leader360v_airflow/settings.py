@@ -56,6 +56,14 @@ def execution_mode() -> str:
     pid = os.getpid()
     if _mode is not None and _mode[0] == pid:
         return _mode[1]
+    mode = read_execution_mode()
+    _mode = (pid, mode)
+    return mode
+
+
+def read_execution_mode() -> str:
+    """The execution mode as the switch says now (no per-process cache); raises ``ValueError``
+    naming the setting and its fix for an invalid value."""
     from airflow.sdk import Variable
 
     raw, source = Variable.get(EXECUTION_VARIABLE, default=None), f"Airflow Variable {EXECUTION_VARIABLE}"
@@ -65,9 +73,63 @@ def execution_mode() -> str:
         raw, source = "local", "default"
     mode = str(raw).strip().lower()
     if mode not in EXECUTION_MODES:
-        raise ValueError(f"{source}={raw!r}: the execution mode must be one of {', '.join(EXECUTION_MODES)}")
-    _mode = (pid, mode)
+        if source == EXECUTION_ENV:
+            fix = f"set the environment variable {EXECUTION_ENV} of the Airflow deployment to local or kubernetes"
+        else:
+            fix = (f"set it to local or kubernetes (Admin -> Variables, or `airflow variables set "
+                   f"{EXECUTION_VARIABLE} local`), or delete it to use {EXECUTION_ENV}")
+        raise ValueError(f"{source}={raw!r} is not an execution mode: {fix} "
+                         "(local: stages run in the Airflow worker; kubernetes: each stage is a pod)")
     return mode
+
+
+def deployment_problems() -> list[str]:
+    """What in the deployment would make every video of a run fail, each with its fix: checked
+    once in ``discover``, before any video is touched, instead of once per video and retry.
+
+    * the execution-mode switch: valid, and the mode the DAG was parsed in (a Variable changed
+      after the last parse would run stages in a mode the graph was not built for);
+    * kubernetes mode: the Airflow connection that starts the stage pods exists;
+    * the object store can be opened (its connection, when ``LEADER360V_STORE_CONN_ID`` names one).
+    """
+    problems: list[str] = []
+    try:
+        now = read_execution_mode()
+    except ValueError as exc:
+        problems.append(str(exc))
+        now = None
+    parsed = execution_mode() if now is not None else None
+    if now is not None and now != parsed:
+        problems.append(f"the execution mode is now {now!r} but this DAG was parsed in {parsed!r} mode: wait for the "
+                        "dag-processor to re-parse the DAG files (or run `airflow dags reserialize`), then trigger again")
+    if parsed == "kubernetes":
+        problems += _kubernetes_problems()
+    try:
+        store()
+    except Exception as exc:  # noqa: BLE001 - reported, with its text, as a problem to fix
+        problems.append(f"the object store cannot be opened: {exc}")
+    return problems
+
+
+def _kubernetes_problems() -> list[str]:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from leader360v_airflow.pod_tasks import K8sConfigError, config
+
+    try:
+        conn_id = config().kubernetes_conn_id
+    except K8sConfigError as exc:
+        return [f"the Kubernetes table is invalid: {exc}"]
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        env = "AIRFLOW_CONN_" + conn_id.upper()
+        return [f"kubernetes mode needs the Airflow connection {conn_id!r} (it starts the stage pods) and it does "
+                f"not exist: create it (Admin -> Connections, type Kubernetes, 'In cluster configuration' on), or "
+                f"set {env}='{{\"conn_type\": \"kubernetes\", \"extra\": {{\"in_cluster\": true}}}}' as the Helm "
+                "values do, or switch to local mode"]
+    return []
 
 
 def reset_execution_mode() -> None:
@@ -119,6 +181,38 @@ def store_from_connection(conn):
         if extra.get(k_conn) is not None:
             opts[k_store] = extra[k_conn]
     return open_store(url, **opts)
+
+
+def config_overrides_schema() -> dict:
+    """JSON schema of the ``config_overrides`` param, generated from the typed configuration.
+
+    Every setting, as a dotted key (``"refine.tau"``) or nested (``{"refine": {"tau": ...}}``),
+    with its type and range; nothing else (``additionalProperties: false``). The trigger form and
+    the REST API refuse a typo or a wrong type before a run exists; ``discover`` checks again what
+    a schema cannot express (cross-field rules), for runs created without the form's validation.
+    Costs one import of ``tasks.config`` (pydantic, which Airflow has loaded already) per parse.
+    """
+    from tasks.config import PipelineConfig
+
+    full = PipelineConfig.model_json_schema()
+    defs = full.get("$defs", {})
+
+    def clean(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return clean(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: clean(v) for k, v in node.items() if k not in ("title", "default")}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    props: dict = {}
+    for name, node in full["properties"].items():
+        node = clean(node)
+        props[name] = node
+        for leaf, leaf_schema in (node.get("properties") or {}).items():
+            props[f"{name}.{leaf}"] = leaf_schema
+    return {"type": "object", "properties": props, "additionalProperties": False}
 
 
 def pipeline_config(overrides: dict | None = None):

@@ -27,10 +27,61 @@ class Check:
     expectation: object  # a gx.expectations.Expectation
 
 
+# GX's own loggers print ~200 INFO lines per validation (decorator registration at import, data
+# sources, stores, the docs site); the gate's log says "N of M expectations passed" and lists the
+# failures instead (issue 11). Some GX modules set their logger's level themselves, so every GX
+# logger is set, before the import (for import-time messages) and after it. Warnings still show.
+def _quiet_gx_loggers() -> None:
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.WARNING)
+
+
 def _gx():
+    _quiet_gx_loggers()
     import great_expectations as gx
 
+    _quiet_gx_loggers()
     return gx
+
+
+DOCS_SITE = "leader360v"
+
+
+def context(docs_dir: str | os.PathLike | None = None):
+    """An ephemeral GX context (nothing persists but what the caller copies out), progress bars
+    off; with ``docs_dir`` it has a Data Docs site there that :func:`build_data_docs` renders
+    with GX's own site builder (index, one page per suite and per validation)."""
+    gx = _gx()
+    ctx = gx.get_context(mode="ephemeral")
+    try:
+        ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    except Exception:  # noqa: BLE001 - cosmetic only: the bars go to stderr
+        log.debug("could not switch GX progress bars off", exc_info=True)
+    if docs_dir is not None:
+        ctx.add_data_docs_site(DOCS_SITE, {
+            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+    _quiet_gx_loggers()  # loggers of modules the context loaded lazily
+    return ctx
+
+
+def build_data_docs(ctx, docs_dir: str | os.PathLike) -> list[str]:
+    """Render the Data Docs of every validation run in ``ctx`` into ``docs_dir``; the relative
+    paths of the files a reader needs (every page, and the static files the pages or their
+    styles refer to -- GX ships ~3 MB of tutorial GIFs no page of a validation shows)."""
+    import re
+    from pathlib import Path
+
+    ctx.build_data_docs(site_names=[DOCS_SITE])
+    root = Path(docs_dir)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    texts = " ".join((root / f).read_text(errors="ignore") for f in files if f.endswith((".html", ".css")))
+    referenced = set(re.findall(r"[\w.-]+\.\w{2,5}", texts))
+    return [f for f in files if not f.startswith("static/") or f.rsplit("/", 1)[-1] in referenced]
 
 
 def video_checks(length: int, vocab_ids: set[int], min_cov: float, min_cov_mostly: float) -> list[Check]:
@@ -77,14 +128,11 @@ def release_checks(n_videos: int, vocab_ids: set[int]) -> list[Check]:
     ]
 
 
-def run_suite(name: str, tables: dict[str, pd.DataFrame], checks: list[Check]) -> dict:
-    """Validate each table with its checks; a JSON-able report with every failed expectation."""
+def run_suite(name: str, tables: dict[str, pd.DataFrame], checks: list[Check], ctx=None) -> dict:
+    """Validate each table with its checks; a JSON-able report with every failed expectation.
+    Several suites can share one ``ctx`` (:func:`context`), so one Data Docs site shows them all."""
     gx = _gx()
-    ctx = gx.get_context(mode="ephemeral")
-    try:
-        ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    except Exception:  # noqa: BLE001 - cosmetic only: the bars go to stderr
-        log.debug("could not switch GX progress bars off", exc_info=True)
+    ctx = ctx if ctx is not None else context()
     source = ctx.data_sources.add_pandas(name=f"{name}_source")
     report = {"suite": name, "success": True, "tables": {}, "failures": []}
     for table in sorted({c.table for c in checks}):
@@ -114,6 +162,16 @@ def run_suite(name: str, tables: dict[str, pd.DataFrame], checks: list[Check]) -
                 })
         report["success"] = report["success"] and bool(res.success)
     return report
+
+
+def describe(reports: list[dict]) -> tuple[str, list[str]]:
+    """("N of M expectations passed", one line per failed expectation) for a log."""
+    evaluated = sum(t["evaluated"] for r in reports for t in r["tables"].values())
+    passed = sum(t["successful"] for r in reports for t in r["tables"].values())
+    lines = [f"[{r['suite']}/{f['table']}] {f['expectation']} {f['kwargs']} observed={f['observed']} "
+             f"unexpected={f['unexpected_count']} sample={f['unexpected_sample']}"
+             for r in reports for f in r["failures"]]
+    return f"{passed} of {evaluated} expectations passed", lines
 
 
 def require_pass(reports: list[dict]) -> None:

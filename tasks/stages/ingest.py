@@ -15,6 +15,7 @@ import time
 
 from tasks import layout
 from tasks.config import PipelineConfig
+from tasks.discovery import upload_time
 from tasks.errors import DuplicateVideo, InputRejected, ObjectNotFound, PermanentError
 from tasks.stages.contract import StageOutput, StageResult, StageWriter
 from tasks.storage import ObjectStore
@@ -74,9 +75,11 @@ def execute(*, store: ObjectStore, config: PipelineConfig, params: dict, force: 
             runner.quarantine(store, video_id, key, "ingest", exc, run)
             raise
         info = store.stat(key)
+        # the recorded upload time (tasks/discovery.py), the one the nightly DAG's interval matched
+        uploaded = upload_time(store, info)
         record = {
             "video_id": video_id, "key": key, "uri": store.uri(key), "sha256": sha256, "size": info.size,
-            "uploaded": info.modified.isoformat(timespec="seconds"), "probe": p.to_json(),
+            "uploaded": uploaded.isoformat(timespec="seconds"), "probe": p.to_json(),
         }
         # First writer wins: two keys with the same content ingested at once cannot both claim it.
         import json

@@ -13,8 +13,17 @@ Three steps, each usable alone (the release DAG runs them as three tasks):
    instant, and not before.
 
 Layout of ``releases/vN/`` (YouTube-VIS style): ``annotations.json``, ``JPEGImages/{uid}/``,
-``Annotations/{uid}/`` (uint16 id maps), ``splits.json``, ``gx_report.json``, ``DATASET_CARD.md``,
-``manifest.json``.
+``Annotations/{uid}/`` (uint16 id maps), ``splits.json``, ``gx_report.json`` with
+``data_docs/index.html`` beside it (the Great Expectations Data Docs of the gate, rendered by
+GX's own site builder), ``DATASET_CARD.md``, ``manifest.json``.
+
+**One configuration per video.** A video labeled by several runs (a backfill with new
+thresholds, say) has several validated configurations; a release takes, per video, *the newest
+configuration that passed its quality suite* (the latest committed ``validate`` stage), unless a
+``config_hash`` is asked for. The dataset card lists each video's configuration and why it was
+chosen. A candidate holding exactly the videos and configurations of the latest release is not
+published again (:class:`NothingToRelease`), so several nightly or backfill runs in a row do not
+each publish a copy.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 import uuid
 from collections import Counter
 
@@ -39,6 +49,7 @@ from tasks.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 CANDIDATES = layout.RELEASES + "_candidates/"
+DATA_DOCS = "data_docs/"  # the GX Data Docs site, beside gx_report.json
 _VERSION = re.compile(r"^releases/v(\d+)/$")
 
 
@@ -54,24 +65,48 @@ def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dic
         video_id = vprefix[len(layout.VIDEOS):].rstrip("/")
         if store.exists(layout.quarantine_key(video_id)):
             continue
-        best = None
+        validated = []
         for rprefix in store.list_prefixes(vprefix + "runs/"):
             run = rprefix.rstrip("/").rsplit("/", 1)[-1]
-            if config_hash is not None and run != config_hash:
-                continue
             try:
-                m = store.get_json(rprefix + "validate/" + layout.MANIFEST)
+                validated.append(store.get_json(rprefix + "validate/" + layout.MANIFEST))
             except ObjectNotFound:
                 continue
-            if best is None or m["finished"] > best["finished"]:
-                best = m
-        if best is not None:
+        chosen, why = choose_run(validated, config_hash)
+        if chosen is not None:
+            best = chosen
             qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
-            out.append({"video_id": video_id, "run": best["run"], "validated": best["finished"],
+            try:
+                key = store.get_json(layout.source_key(video_id)).get("key")
+            except ObjectNotFound:
+                key = None
+            out.append({"video_id": video_id, "key": key, "run": best["run"], "validated": best["finished"],
+                        "why": why,
                         "annotations": output_key(store, qa, "annotations"),
                         "idmaps": output_key(store, qa, "idmaps"),
                         "frames": output_key(store, qa, "frames")})
     return sorted(out, key=lambda r: r["video_id"])
+
+
+def choose_run(validated: list[dict], config_hash: str | None = None) -> tuple[dict | None, str]:
+    """The run of one video a release takes, and why, from its committed validate manifests.
+
+    Rule: the requested ``config_hash`` if given; otherwise the newest configuration that passed
+    its quality suite (latest ``finished`` of a committed validate stage; a suite that failed
+    never commits). Ties (same second) go to the larger hash, so the choice is deterministic.
+    """
+    if config_hash is not None:
+        hit = [m for m in validated if m["run"] == config_hash]
+        return (hit[0], f"configuration {config_hash} was requested") if hit else (None, "")
+    if not validated:
+        return None, ""
+    ordered = sorted(validated, key=lambda m: (m["finished"], m["run"]))
+    best = ordered[-1]
+    if len(ordered) == 1:
+        return best, "its only configuration that passed its quality suite"
+    others = ", ".join(m["run"] for m in ordered[:-1])
+    return best, (f"the newest of {len(ordered)} configurations that passed its quality suite "
+                  f"(validated {best['finished']}; older: {others})")
 
 
 def split_of(video_uid: str, ratios: tuple[float, float, float]) -> str:
@@ -82,6 +117,15 @@ def split_of(video_uid: str, ratios: tuple[float, float, float]) -> str:
     return "val" if u < ratios[0] + ratios[1] else "test"
 
 
+def latest_release(store: ObjectStore) -> tuple[int, dict] | None:
+    """(version, manifest.json) of the newest published release, or None."""
+    for v in reversed(published_versions(store)):
+        p = layout.release_prefix(v)
+        if store.exists(p + layout.MANIFEST):
+            return v, store.get_json(p + "manifest.json")
+    return None
+
+
 def prepare_candidate(store: ObjectStore, config: PipelineConfig, *, config_hash: str | None = None) -> dict:
     ready = ready_videos(store, config_hash)
     if not ready:
@@ -89,6 +133,12 @@ def prepare_candidate(store: ObjectStore, config: PipelineConfig, *, config_hash
             "no video is ready for a release: none has a committed validate stage"
             + (f" for run {config_hash}" if config_hash else "") + "; run the nightly DAG first"
         )
+    latest = latest_release(store)
+    if latest is not None and sorted((v["video_id"], v["run"]) for v in latest[1].get("videos", [])) == \
+            sorted((r["video_id"], r["run"]) for r in ready):
+        raise NothingToRelease(
+            f"release v{latest[0]} already holds exactly these {len(ready)} video(s) with these configurations; "
+            "nothing new to publish")
     docs = [ytvis.load(store.get_json(r["annotations"])) for r in ready]
     merged = ytvis.merge(docs)
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
@@ -113,19 +163,31 @@ def validate_candidate(store: ObjectStore, candidate: str, config: PipelineConfi
     splits = store.get_json(prefix + "splits.json")
     vocab_ids = master().ids()
     reports = []
-    for v in doc["videos"]:
-        sub = {"videos": [v], "categories": doc["categories"],
-               "annotations": [a for a in doc["annotations"] if a["video_id"] == v["id"]]}
-        checks = gate.video_checks(int(v["length"]), vocab_ids, config.release.min_frame_coverage,
-                                   config.release.min_frame_coverage_mostly)
-        reports.append(gate.run_suite(f"video_{v['video_uid']}", video_tables(sub), checks))
-    reports.append(gate.run_suite("release", release_tables(doc, splits), gate.release_checks(len(doc["videos"]), vocab_ids)))
+    with tempfile.TemporaryDirectory(prefix="gx-docs-") as docs_dir:
+        ctx = gate.context(docs_dir)  # one context: one Data Docs site for every suite of the release
+        for v in doc["videos"]:
+            sub = {"videos": [v], "categories": doc["categories"],
+                   "annotations": [a for a in doc["annotations"] if a["video_id"] == v["id"]]}
+            checks = gate.video_checks(int(v["length"]), vocab_ids, config.release.min_frame_coverage,
+                                       config.release.min_frame_coverage_mostly)
+            reports.append(gate.run_suite(f"video_{v['video_uid']}", video_tables(sub), checks, ctx))
+        reports.append(gate.run_suite("release", release_tables(doc, splits),
+                                      gate.release_checks(len(doc["videos"]), vocab_ids), ctx))
+        docs = gate.build_data_docs(ctx, docs_dir)
+        for rel in docs:
+            store.put_file(f"{prefix}{DATA_DOCS}{rel}", f"{docs_dir}/{rel}")
+    headline, failures = gate.describe(reports)
     report = {"candidate": candidate, "success": all(r["success"] for r in reports), "suites": reports,
+              "summary": headline, "data_docs": f"{DATA_DOCS}index.html", "data_docs_files": docs,
               "validated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     store.put_json(prefix + "gx_report.json", report)
+    log.info("release candidate %s: %s", candidate, headline)
+    for line in failures:
+        log.error("release candidate %s failed %s", candidate, line)
     gate.require_pass(reports)
     return {"candidate": candidate, "success": True, "suites": len(reports),
-            "expectations": sum(t["evaluated"] for r in reports for t in r["tables"].values())}
+            "expectations": sum(t["evaluated"] for r in reports for t in r["tables"].values()),
+            "passed": sum(t["successful"] for r in reports for t in r["tables"].values())}
 
 
 # -- 3. publish --------------------------------------------------------------------------------
@@ -178,10 +240,14 @@ def publish_candidate(store: ObjectStore, candidate: str) -> dict:
         put("annotations.json", _json(doc))
         put("splits.json", _json(splits))
         put("gx_report.json", _json(report))
+        for rel in report.get("data_docs_files", []):
+            copy(f"{prefix}{DATA_DOCS}{rel}", f"{DATA_DOCS}{rel}")
         put("DATASET_CARD.md", dataset_card(version, doc, splits, videos, report).encode())
         manifest = {"version": version, "candidate": candidate, "code_version": __version__,
                     "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                    "runs": sorted({r["run"] for r in videos}), "files": files}
+                    "runs": sorted({r["run"] for r in videos}),
+                    "videos": [{k: r.get(k) for k in ("video_id", "key", "run", "validated", "why")} for r in videos],
+                    "files": files}
         store.put_bytes(out + "manifest.json", _json(manifest))
         store.put_json(out + layout.MANIFEST, {"version": version, "manifest": "manifest.json",
                                                "files": len(files) + 1, "created": manifest["created"]})
@@ -193,7 +259,9 @@ def publish_candidate(store: ObjectStore, candidate: str) -> dict:
     store.delete_prefix(prefix)
     log.info("published release v%d at %s (%d files)", version, store.uri(out), len(files))
     return {"version": version, "prefix": out, "uri": store.uri(out), "files": len(files) + 1,
-            "videos": len(doc["videos"]), "objects": len(doc["annotations"])}
+            "videos": len(doc["videos"]), "objects": len(doc["annotations"]),
+            "runs": sorted({r["run"] for r in videos}),
+            "data_docs": store.uri(out + DATA_DOCS + "index.html") if report.get("data_docs_files") else None}
 
 
 def release(store: ObjectStore, config: PipelineConfig, *, config_hash: str | None = None) -> dict:
@@ -227,6 +295,16 @@ def dataset_card(version: int, doc: dict, splits: dict, videos: list[dict], repo
         "- Splits: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + " (deterministic by content hash).",
         f"- Pipeline runs (config hashes): {', '.join(sorted({r['run'] for r in videos}))}.",
         "",
+        "## Configuration of each video",
+        "One configuration per video: the newest configuration that passed its quality suite, unless a "
+        "configuration hash was requested. `python -m tasks config` prints a configuration; each run's is "
+        "stored at `videos/{video_id}/runs/{config_hash}/config.json`.",
+        "",
+        "| video uid | upload | config hash | validated | why this configuration |",
+        "|---|---|---|---|---|",
+        *[f"| {r['video_id']} | `{r.get('key') or '?'}` | {r['run']} | {r.get('validated', '?')} | "
+          f"{r.get('why') or 'newest validated configuration'} |" for r in videos],
+        "",
         "## Format",
         "`annotations.json` is YouTube-VIS (videos, categories, annotations with one COCO compressed RLE or null "
         "per frame, areas, bboxes) plus 360° extensions: `track_id`, `provenance`, seam-aware `wrap_bboxes` "
@@ -244,7 +322,8 @@ def dataset_card(version: int, doc: dict, splits: dict, videos: list[dict], repo
         f"{len(report['suites'])} Great Expectations suites, {n_exp} expectations, all passed "
         "(every frame labeled or explicitly empty, masks non-overlapping, areas positive and equal to the RLE "
         "areas, one class per track, classes in the vocabulary, coverage above its threshold, row counts equal "
-        "frame counts, unique ids, splits). Details: `gx_report.json`.",
+        "frame counts, unique ids, splits). Details: `gx_report.json`; the same results as pages: "
+        "`data_docs/index.html` (Great Expectations Data Docs).",
         "",
         "## Known limitations",
         f"- Objects labeled `unknown` ({per_cat.get('unknown', 0)} here) could not be named automatically and are "

@@ -29,8 +29,11 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     doc = ytvis.load(store.get_json(inputs.output_key(store, "qa", "annotations")))
     report = validate_document(doc, config, f"video_{inputs.video_id}")
     key = writer.put_json("gx_report.json", report)
-    if not report["success"]:
-        log.error("video %s failed its quality suite: %s", inputs.video_id, report["failures"])
+    headline, failures = gate.describe([report])
+    # the one INFO line of this stage (issue 11); each failure on its own line
+    log.info("video %s: %s", inputs.video_id, headline)
+    for line in failures:
+        log.error("video %s failed %s", inputs.video_id, line)
     gate.require_pass([report])
     return StageOutput(
         outputs={"report": key, "annotations": inputs.output_key(store, "qa", "annotations")},

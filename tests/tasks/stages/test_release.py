@@ -33,7 +33,56 @@ def test_publish_writes_a_complete_checksummed_release(store):
     assert s.exists(p + layout.MANIFEST) and not s.exists(p + ".claim")
     assert s.get_json("releases/latest.json")["version"] == 1
     assert not list(s.list(release.CANDIDATES))
-    assert release.release(s, PipelineConfig())["version"] == 2   # the next one is v2
+    # the gate's Data Docs, rendered by GX's site builder, beside gx_report.json and checksummed
+    report = s.get_json(p + "gx_report.json")
+    assert report["data_docs"] == "data_docs/index.html" and report["summary"].endswith("expectations passed")
+    assert "data_docs/index.html" in manifest["files"]
+    index = s.get_bytes(p + "data_docs/index.html").decode()
+    assert "Great Expectations" in index and f"video_{vid}" in index
+    pages = [f for f in manifest["files"] if f.startswith("data_docs/validations/")]
+    assert len(pages) == len(report["suites"][0]["tables"]) + len(report["suites"][1]["tables"])
+    assert not any(f.endswith(".gif") for f in manifest["files"])      # GX's tutorial GIFs stay out
+    # the card says which configuration each video came from, and why
+    card = s.get_bytes(p + "DATASET_CARD.md").decode()
+    assert f"| {vid} | `raw/tiny.mp4` | {run} |" in card and "its only configuration that passed" in card
+    assert manifest["videos"][0]["run"] == run and manifest["videos"][0]["key"] == "raw/tiny.mp4"
+    # the same videos with the same configurations are not published twice
+    with pytest.raises(release.NothingToRelease, match="release v1 already holds exactly these 1 video"):
+        release.release(s, PipelineConfig())
+    assert release.published_versions(s) == [1]
+
+
+def test_a_release_from_several_runs_takes_the_newest_configuration_that_passed(store):
+    """A backfill with new thresholds validates a second configuration of the same video: the
+    next release holds that video once, with the newer configuration, and the card says why."""
+    from tasks.stages.runner import run_chain
+
+    s, vid, run = store
+    release.release(s, PipelineConfig())
+    newer = PipelineConfig().with_overrides({"qa.preview_width": 512})
+    run_chain(store=s, config=newer, key="raw/tiny.mp4", progress=False)
+    out = release.release(s, PipelineConfig())
+    assert out["version"] == 2 and out["videos"] == 1 and out["runs"] == [newer.hash]
+    m = s.get_json(layout.release_prefix(2) + "manifest.json")
+    assert [v["run"] for v in m["videos"]] == [newer.hash]
+    card = s.get_bytes(layout.release_prefix(2) + "DATASET_CARD.md").decode()
+    assert f"| {vid} | `raw/tiny.mp4` | {newer.hash} |" in card
+    assert "the newest of 2 configurations that passed its quality suite" in card and f"older: {run}" in card
+    # asking for the older configuration by hash still works, and says so
+    out = release.release(s, PipelineConfig(), config_hash=run)
+    card = s.get_bytes(layout.release_prefix(3) + "DATASET_CARD.md").decode()
+    assert out["runs"] == [run] and f"configuration {run} was requested" in card
+
+
+def test_choose_run_rule():
+    a = {"run": "aaaaaaaaaaaa", "finished": "2026-11-24T02:00:00+00:00"}
+    b = {"run": "bbbbbbbbbbbb", "finished": "2026-11-25T02:00:00+00:00"}
+    c = {"run": "cccccccccccc", "finished": "2026-11-25T02:00:00+00:00"}
+    assert release.choose_run([], None) == (None, "")
+    assert release.choose_run([b, a], None)[0] is b
+    assert release.choose_run([c, b, a], None)[0] is c            # same second: the larger hash, deterministically
+    assert release.choose_run([b, a], "aaaaaaaaaaaa")[0] is a
+    assert release.choose_run([b], "aaaaaaaaaaaa") == (None, "")
 
 
 @pytest.mark.parametrize("corrupt, expectation", [
