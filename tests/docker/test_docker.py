@@ -134,6 +134,33 @@ def test_airflow_image_contract():
     assert "LEADER360V_EXECUTION=kubernetes python -c" in text       # the build parses the DAGs in both modes
 
 
+def _copies_into(text: str, dest_prefix: str) -> dict[str, str]:
+    """``{source: destination}`` of the COPY lines (not from another stage) whose destination is under
+    ``dest_prefix``."""
+    out = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from=") for w in words):
+            *sources, dest = [w for w in words[1:] if not w.startswith("--")]
+            if dest.startswith(dest_prefix):
+                out.update({src: dest for src in sources})
+    return out
+
+
+def test_airflow_image_lays_out_dags_and_plugins_as_airflow_expects():
+    """AIRFLOW_HOME=/opt/airflow: dags/ and plugins/ (with its .airflowignore and the one plugin module)
+    whole; the Airflow-side package only there, never installed beside it (issue 11)."""
+    text = (DOCKER / "Dockerfile.airflow").read_text()
+    home = _copies_into(text, "/opt/airflow")
+    assert home["dags"] == "/opt/airflow/dags" and home["plugins"] == "/opt/airflow/plugins"
+    assert (REPO / "plugins" / ".airflowignore").is_file() and (REPO / "plugins" / "leader360v_plugin.py").is_file()
+    # what pip installs: the engine, not a second copy of plugins/ that would win on sys.path
+    assert "plugins" not in _copies_into(text, "/opt/leader360v"), "the image installs leader360v_airflow twice"
+    assert "tasks" in _copies_into(text, "/opt/leader360v")
+    # the build fails when the plugin manager loads anything but the plugin, or with an error
+    assert "names == ['leader360v'] and not pm.get_import_errors()" in text
+
+
 # -- Kubernetes manifests --------------------------------------------------------------------------
 
 def _documents(path: Path) -> list[dict]:
@@ -202,6 +229,11 @@ def test_compose_has_the_production_like_stack(compose):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
     env = services["airflow-scheduler"]["environment"]
     assert env["LEADER360V_STORE"] == "s3://leader360v" and env["LEADER360V_EXECUTION"] == "local"
+    # the components run the image's dags/ and plugins/ (no folder setting, no mount over them)
+    assert not {"AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER"} & set(env)
+    for name, s in services.items():
+        for volume in s.get("volumes", []):
+            assert not volume.split(":")[1].startswith(("/opt/airflow/dags", "/opt/airflow/plugins")), (name, volume)
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/")
     # the init script the bucket service mounts exists
     (mount,) = services["minio-init"]["volumes"]
@@ -282,6 +314,9 @@ def test_helm_values_run_the_pipeline_in_kubernetes_mode(helm):
     env_from = yaml.safe_load(helm["extraEnvFrom"])
     assert {"secretRef": {"name": TABLE["store_secret"]}} in env_from
     assert helm["images"]["airflow"]["repository"].endswith("leader360v-airflow")
+    # the plugins folder the image fills (docker/Dockerfile.airflow)
+    assert helm["config"]["core"]["plugins_folder"] == "/opt/airflow/plugins"
+    assert "/opt/airflow/plugins" in _copies_into((DOCKER / "Dockerfile.airflow").read_text(), "/opt/airflow").values()
 
 
 def test_helm_values_write_no_credential(helm):
