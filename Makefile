@@ -1,6 +1,7 @@
 # One-command setup on a fresh machine with Python 3.11 (+ root or sudo for ffmpeg).
 #   make demo   - install, render a synthetic 360° clip, label it through Airflow, release it
 #   make test   - install (with test tools) and run the whole test suite
+#   make test-deployed - only the live Airflow deployment test (4 components on loopback, ~4 min)
 #   make bench  - the benchmarks behind docs/BENCHMARKS.md
 
 SHELL := /bin/bash
@@ -25,7 +26,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 RUNTIME_STAMP := $(VENV)/.runtime-$(shell cat requirements.txt requirements-nodeps.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 DEV_STAMP := $(VENV)/.dev-$(shell cat requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: help install install-dev system-deps demo test test-fast bench lint clean
+.PHONY: help install install-dev system-deps demo test test-fast test-deployed bench lint clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -80,6 +81,12 @@ test: install-dev
 
 test-fast: install-dev
 	$(PY) -m pytest -q -m "not slow"
+
+# Airflow as deployed: api-server, scheduler, dag-processor, triggerer on free loopback ports in
+# a throw-away AIRFLOW_HOME laid out like the image (tests/deployed/); part of `make test` too.
+# Needs ffmpeg (system-deps) for the test clip; it ignores the AIRFLOW_* settings exported above.
+test-deployed: install-dev
+	$(PY) -m pytest -q tests/deployed
 
 bench: install-dev
 	$(PY) tests/bench/run_all.py
