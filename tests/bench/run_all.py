@@ -21,6 +21,7 @@ BENCHES = {
     "label_speed": ("bench_label.py", "Seconds per frame of `python -m tasks label` (CPU)"),
     "quality": ("bench_quality.py", "Labeling quality on synthetic clips (CPU pipeline)"),
     "dag_parse": ("bench_dag_parse.py", "DAG file parse time"),
+    "airflow": ("bench_airflow.py", "Airflow as deployed: start-up, and time to a visible mistake"),
     "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),
     "geometry": ("bench_geometry.py", "Geometry speed vs py360convert"),
     "propagation_memory": ("bench_propagation_memory.py", "Propagators: peak memory on long videos, speed"),
@@ -29,6 +30,13 @@ BENCHES = {
 ARGS = {"propagation_memory": ["--stock"]}
 
 NOTES = {
+    "airflow": (
+        "tests/deployed/deployment.py: a fresh AIRFLOW_HOME laid out like the Airflow image, SQLite, LocalExecutor, "
+        "loopback; *start*: launching `airflow standalone` (it creates its database) or the four components "
+        "(after `airflow db migrate`), until `GET /api/v2/dags` lists both DAGs and until every heartbeat is "
+        "healthy. *typo*: `leader360v_nightly` triggered through the REST API with `keys` on a 1 s 256x128 "
+        "synthetic clip and `config_overrides={\"refine.tua\": 0.004}`; seconds from the trigger request to the "
+        "first failed task and to the end of the run (issue 11: about 4 minutes, run green, before fail-fast)."),
     "label_speed": (
         "Synthetic clip (`tasks synth --seed 0 --seconds 3 --fps 10`), every stage from an empty store, "
         "wall time of the whole command divided by the frames; per-stage seconds from the stage manifests. "
