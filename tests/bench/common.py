@@ -45,10 +45,10 @@ def run(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
 def emit(name: str, rows: list[dict], summary: dict) -> dict:
     """Print a table and, as the last line, JSON (what run_all collects)."""
     if rows:
-        keys = list(rows[0])
+        keys = list(dict.fromkeys(k for r in rows for k in r))  # rows may differ in their columns
         print(" | ".join(keys))
         for r in rows:
-            print(" | ".join(str(r[k]) for k in keys))
+            print(" | ".join(str(r.get(k, "")) for k in keys))
     doc = {"benchmark": name, "rows": rows, "summary": summary}
     print(json.dumps(doc))
     return doc
