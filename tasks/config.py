@@ -75,11 +75,36 @@ class ProposeConfig(_Section):
     polar_views: bool = True
     # Half-angle of the cap each polar view covers is fov/2; 120 deg covers |lat| >= 30 deg.
     polar_view_fov_deg: float = Field(default=120.0, gt=30, lt=170)
+    # Where entities are proposed [issue 10]: "sphere" segments the whole frame once and merges
+    # regions on the sphere's adjacency (seam and poles included), so the result does not depend
+    # on where the seam falls (a real panorama rolled by W/2 agreed at ~0.75 with the tiles);
+    # "tiles" is the method's seam-anchored tiling [M §1.2(b)] (+ polar views, above).
+    layout: Literal["sphere", "tiles"] = "sphere"
+    # Proposals are made with the frame rolled so that its quietest meridian (least gradient,
+    # smoothed over ~22 deg) is the seam, then rolled back: a yawed copy of a frame gets the same
+    # proposals, yawed, and the seam cuts as little as possible [issue 10].
+    canonical_seam: bool = True
+    # Sphere layout: SLIC at this ERP width, superpixels on the whole sphere, and the region-merge
+    # cost under which neighbours join [ours, issue 10: at 512 SLIC costs 0.2 s instead of 0.5 s
+    # but its outlines, upsampled, cost bench_proposals 0.93 -> 0.87 mean IoU; a threshold of 14
+    # split more (precision 1.0 -> 0.85 on seed 0) and left most real frames at the cap].
+    slic_width: int = Field(default=1024, ge=64)
+    sphere_superpixels: int = Field(default=1500, ge=16)
+    sphere_merge_threshold: float = Field(default=20.0, gt=0)
+    # Colour spread (CIELAB std) under which a region counts as flat: textured
+    # surfaces may differ more between their own fragments [issue 10: "fragments of one
+    # surface are one track"].
+    texture_floor: float = Field(default=8.0, gt=0)
+    # Smallest entity, as a share of the sphere (2e-4 ~ a 3 deg disc: smaller cannot be
+    # followed), and the most entities one frame may propose (each costs per-frame work in
+    # propagate/refine/QA; real frames gave ~150 tracks per clip before) [issue 10].
+    min_object_fraction: float = Field(default=2e-4, ge=0, lt=0.1)
+    max_objects: int = Field(default=48, ge=1)
 
     @model_validator(mode="after")
     def _even(self) -> ProposeConfig:
-        if self.work_width % 2:
-            raise ValueError("propose.work_width must be even")
+        if self.work_width % 2 or self.slic_width % 2:
+            raise ValueError("propose.work_width and propose.slic_width must be even")
         return self
 
 
@@ -140,6 +165,11 @@ class PropagateConfig(_Section):
     # Frames decoded and fed per chunk; memory holds one chunk plus the model's own memory bank
     # (the conditioning frames and the last num_maskmem outputs) whatever the video length [ours].
     sam2_chunk_frames: int = Field(default=16, ge=1, le=1024)
+    # De-rotate every frame to the first prompted frame's orientation before SAM2 sees it (camera
+    # rotation from tasks.geometry.camera_motion, < 0.1 deg error on the real panoramas) and
+    # rotate its masks back, so SAM2's memory sees a still camera [ours, issue #10 §2]. A still
+    # camera is left untouched (rotations under 0.01 deg are not applied).
+    sam2_derotate: bool = True
 
     @model_validator(mode="after")
     def _sam2_size(self) -> PropagateConfig:

@@ -21,11 +21,18 @@ class Backends:
 
 
 def _entity(config: PipelineConfig) -> EntitySegmentor:
-    name = config.propose.entity_backend
+    pc = config.propose
+    name = pc.entity_backend
+    if name == "superpixel" and pc.layout == "sphere":
+        from tasks.backends.superpixel import SphereRegionSegmentor
+
+        return SphereRegionSegmentor(slic_width=pc.slic_width, n_segments=pc.sphere_superpixels,
+                                     threshold=pc.sphere_merge_threshold, texture_floor=pc.texture_floor,
+                                     min_fraction=pc.min_object_fraction, max_regions=pc.max_objects)
     if name == "superpixel":
         from tasks.backends.superpixel import SuperpixelEntitySegmentor
 
-        return SuperpixelEntitySegmentor(config.propose.superpixels_per_tile, config.propose.merge_threshold)
+        return SuperpixelEntitySegmentor(pc.superpixels_per_tile, pc.merge_threshold)
     raise ConfigError(f"unknown entity backend {name!r}")
 
 

@@ -136,3 +136,199 @@ class SuperpixelEntitySegmentor:
         lut = np.zeros(n, np.int32)
         lut[roots] = np.arange(1, roots.size + 1, dtype=np.int32)
         return lut[parent][sp]
+
+
+class SphereRegionSegmentor:
+    """Whole-frame entities on the sphere: SLIC superpixels merged on a spherical adjacency graph.
+
+    The method's tiles are anchored to the seam, and each tile's segmentation depends on where
+    it is cut, so one frame rolled by half its width was labelled differently (issue 10: roll
+    agreement ~0.75 on real panoramas, ~150 mostly-``unknown`` tracks per real clip). Here the
+    region graph is the sphere's: superpixels touching across the seam are neighbours, and so
+    are those facing each other across a pole (row 0 at x and x + W/2). Every statistic is
+    solid-angle weighted (region means, sizes, border lengths), so a region's cost does not
+    depend on its latitude in this frame.
+
+    Merging runs cheapest edge first, in three passes that each have a reason:
+
+    1. while the cost stays under ``threshold``. The colour distance of two regions is divided
+       by ``sqrt(1 + var/texture_floor^2)`` with ``var`` the smaller of their colour variances:
+       a textured surface (foliage, rock, water) varies more between its own superpixels than
+       a flat one, and its fragments join; a flat region (sky, a painted object) keeps the
+       strict threshold, and so do a flat and a textured region side by side. The border
+       term counts only the gradient along the shared border *above* the regions' own
+       interior gradient: a texture's edges are not an object's outline.
+    2. regions smaller than ``min_fraction`` of the sphere join their cheapest neighbour (a
+       track has to be large enough to be followed).
+    3. while more than ``max_regions`` remain, the cheapest pair merges: the track budget.
+
+    SLIC runs at ``slic_width`` (it costs 4x per doubling; 0.2 s at 512x256) and the labels are
+    upsampled (nearest) to the input size.
+    """
+
+    name = "sphere_regions"
+
+    def __init__(self, *, slic_width: int = 512, n_segments: int = 1500, compactness: float = 12.0,
+                 threshold: float = 14.0, texture_floor: float = 8.0, edge_weight: float = 0.5,
+                 texture_weight: float = 0.5, min_fraction: float = 2e-4, max_regions: int = 64):
+        self.slic_width = int(slic_width)
+        self.n_segments = int(n_segments)
+        self.compactness = float(compactness)
+        self.threshold = float(threshold)
+        self.texture_floor = float(texture_floor)
+        self.edge_weight = float(edge_weight)
+        self.texture_weight = float(texture_weight)
+        self.min_fraction = float(min_fraction)
+        self.max_regions = int(max_regions)
+
+    def superpixels(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB at the SLIC width, SLIC labels 1..n on it)."""
+        H, W = image.shape[:2]
+        w = min(W, self.slic_width)
+        small = image if w == W else cv2.resize(image, (w, w // 2), interpolation=cv2.INTER_AREA)
+        sp = slic(small, n_segments=self.n_segments, compactness=self.compactness, sigma=1.0, start_label=1,
+                  channel_axis=-1, enforce_connectivity=True)
+        return small, sp.astype(np.int32)
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        H, W = image.shape[:2]
+        small, sp = self.superpixels(image)
+        labels = self.merge(small, sp)
+        if labels.shape != (H, W):
+            labels = cv2.resize(labels, (W, H), interpolation=cv2.INTER_NEAREST)
+        return labels
+
+    # -- the region graph on the sphere ------------------------------------------------------
+    @staticmethod
+    def graph(lab: np.ndarray, sp: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per-superpixel weighted sums and the sphere adjacency with border length/gradient."""
+        from tasks.geometry.erp import row_solid_angles
+
+        h, w = sp.shape
+        n = int(sp.max()) + 1
+        wpx = np.broadcast_to(row_solid_angles(h, w)[:, None], (h, w)).ravel().astype(np.float64)
+        flat = sp.ravel()
+        area = np.bincount(flat, wpx, minlength=n)
+        L = lab[..., 0]
+        grad = cv2.magnitude(cv2.Sobel(L, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(L, cv2.CV_32F, 0, 1, ksize=3)) / 8.0
+        feats = [lab[..., c].ravel().astype(np.float64) for c in range(3)]
+        sums = np.stack([np.bincount(flat, wpx * f, minlength=n) for f in feats], 1)
+        sq = np.bincount(flat, wpx * sum(f * f for f in feats), minlength=n)
+        # a superpixel's own colour variance is the local texture; a region's texture is the
+        # area-weighted mean of its superpixels' (its whole variance would grow with every
+        # merge of two different flat parts and then excuse any further merge)
+        safe = np.maximum(area, 1e-30)
+        tex = area * np.maximum(sq / safe - (sums ** 2).sum(1) / safe ** 2, 0.0)
+        gsum = np.bincount(flat, wpx * grad.ravel(), minlength=n)
+        # neighbours: left/right (the seam wraps), up/down, and across each pole
+        right = np.roll(sp, -1, axis=1)
+        gr = np.maximum(grad, np.roll(grad, -1, axis=1))
+        half = w // 2
+        a = np.concatenate([sp.ravel(), sp[:-1].ravel(), sp[0, :half], sp[-1, :half]])
+        b = np.concatenate([right.ravel(), sp[1:].ravel(), sp[0, half:2 * half], sp[-1, half:2 * half]])
+        g = np.concatenate([gr.ravel(), np.maximum(grad[:-1], grad[1:]).ravel(),
+                            np.maximum(grad[0, :half], grad[0, half:2 * half]),
+                            np.maximum(grad[-1, :half], grad[-1, half:2 * half])])
+        # border length on the sphere: a vertical border is one row tall (pi/h); a horizontal one
+        # at latitude phi is cos(phi) * 2pi/w long; across the pole, one row's width
+        edge_lat = np.pi / 2 - np.arange(1, h) / h * np.pi
+        lv = np.full(h * w, np.pi / h)
+        lh = np.repeat(np.cos(edge_lat) * 2 * np.pi / w, w)
+        lp = np.full(2 * half, np.sin(np.pi / h) * 2 * np.pi / w)
+        length = np.concatenate([lv, lh, lp])
+        keep = a != b
+        a, b, g, length = a[keep], b[keep], g[keep], length[keep]
+        lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+        uk, inv = np.unique(lo * n + hi, return_inverse=True)
+        blen = np.bincount(inv, length)
+        bgrad = np.bincount(inv, length * g)
+        return area, sums, tex, gsum, np.stack([uk // n, uk % n], 1), blen, bgrad
+
+    def merge(self, rgb: np.ndarray, sp: np.ndarray) -> np.ndarray:
+        lab = to_lab(rgb)
+        area, sums, tex, gsum, pairs, blen, bgrad = self.graph(lab, sp)
+        n = area.size
+        A = area.tolist()
+        S = sums.tolist()
+        Q = tex.tolist()
+        G = gsum.tolist()
+        total = float(area[1:].sum())
+        min_area = self.min_fraction * total
+        tf2 = self.texture_floor ** 2
+        edge: dict[tuple[int, int], list[float]] = {}
+        nbrs: dict[int, set[int]] = {i: set() for i in range(1, n)}
+        for (i, j), bl, bg in zip(pairs.tolist(), blen.tolist(), bgrad.tolist()):
+            if i == 0:
+                continue
+            edge[(i, j)] = [bl, bg]
+            nbrs[i].add(j)
+            nbrs[j].add(i)
+
+        def cost(i: int, j: int) -> float:
+            ai, aj = A[i], A[j]
+            si, sj = S[i], S[j]
+            mi0, mi1, mi2 = si[0] / ai, si[1] / ai, si[2] / ai
+            mj0, mj1, mj2 = sj[0] / aj, sj[1] / aj, sj[2] / aj
+            vi, vj = Q[i] / ai, Q[j] / aj
+            d = ((mi0 - mj0) ** 2 + (mi1 - mj1) ** 2 + (mi2 - mj2) ** 2) ** 0.5
+            d /= (1.0 + min(vi, vj) / tf2) ** 0.5
+            bl, bg = edge[(i, j) if i < j else (j, i)]
+            border = max(bg / bl - 0.5 * (G[i] / ai + G[j] / aj), 0.0)
+            return d + self.texture_weight * abs(vi ** 0.5 - vj ** 0.5) + self.edge_weight * border
+
+        parent = list(range(n))
+        alive = n - 1
+
+        def union(i: int, j: int) -> None:
+            nonlocal alive
+            alive -= 1
+            parent[j] = i
+            A[i] += A[j]
+            S[i] = [x + y for x, y in zip(S[i], S[j])]
+            Q[i] += Q[j]
+            G[i] += G[j]
+            del edge[(i, j) if i < j else (j, i)]
+            nbrs[i].discard(j)
+            for k in nbrs.pop(j):
+                if k == i:
+                    continue
+                nbrs[k].discard(j)
+                ej = edge.pop((j, k) if j < k else (k, j))
+                ek = edge.setdefault((i, k) if i < k else (k, i), [0.0, 0.0])
+                ek[0] += ej[0]
+                ek[1] += ej[1]
+                nbrs[i].add(k)
+                nbrs[k].add(i)
+
+        def run(allowed) -> None:
+            heap = [(cost(i, j), i, j) for (i, j) in edge]
+            heapq.heapify(heap)
+            while heap:
+                c, i, j = heapq.heappop(heap)
+                if parent[i] != i or parent[j] != j or ((i, j) if i < j else (j, i)) not in edge:
+                    continue
+                if not allowed(c, i, j):
+                    continue
+                now = cost(i, j)
+                if abs(c - now) > 1e-9:  # stale: statistics changed since it was pushed
+                    heapq.heappush(heap, (now, i, j))
+                    continue
+                if A[j] > A[i]:
+                    i, j = j, i
+                union(i, j)
+                for k in nbrs[i]:
+                    heapq.heappush(heap, (cost(i, k), i, k))
+
+        run(lambda c, i, j: c <= self.threshold or min(A[i], A[j]) < min_area)
+        if alive > self.max_regions:
+            run(lambda c, i, j: alive > self.max_regions)
+        roots = np.array(parent)
+        for _ in range(64):  # path halving to the roots (depth is small: merges go to the larger)
+            nxt = roots[roots]
+            if np.array_equal(nxt, roots):
+                break
+            roots = nxt
+        ids = np.unique(roots[1:])
+        lut = np.zeros(n, np.int32)
+        lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+        return lut[roots][sp]

@@ -75,15 +75,65 @@ def _work_frame(frame: np.ndarray, config: PipelineConfig) -> np.ndarray:
     return cv2.resize(frame, (ww, ww // 2), interpolation=cv2.INTER_AREA)
 
 
+_SEAM_WIDTH = 256        # ERP width at which the canonical seam is chosen (every work width is a multiple)
+_SEAM_SMOOTH_DEG = 22.5  # the seam's column score is averaged over this many degrees of longitude
+
+
+def canonical_seam(work: np.ndarray) -> int:
+    """Columns to roll ``work`` left by so that its quietest meridian becomes the seam.
+
+    The score of a meridian is the solid-angle weighted gradient of lightness around it, at a
+    coarse width (256 columns, blocks averaged, so an input rolled by a multiple of the block
+    width gives exactly rolled scores). Ties (flat synthetic frames) go to the column whose
+    content sorts first, again a property of the content, not of its position. Hence
+    ``canonical_seam(roll(work, s)) == canonical_seam(work) + s`` (mod W) and the rolled frame
+    the proposers see is the same whatever the input's yaw [issue 10: roll agreement].
+    """
+    h, w = work.shape[:2]
+    cw = min(w, _SEAM_WIDTH)
+    while w % cw:
+        cw //= 2
+    small = work if cw == w else cv2.resize(work, (cw, cw // 2), interpolation=cv2.INTER_AREA)
+    L = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2LAB)[..., 0].astype(np.float64)
+    gx = np.abs(np.roll(L, -1, axis=1) - L)
+    gy = np.abs(np.diff(L, axis=0, append=L[-1:]))
+    col = row_solid_angles(cw // 2, cw) @ (gx + gy)
+    k = max(1, int(round(cw * _SEAM_SMOOTH_DEG / 360.0)))
+    score = np.convolve(np.concatenate([col[-k:], col, col[:k]]), np.ones(2 * k + 1), "valid")
+    score = np.round(score, 6)
+    best = np.flatnonzero(score == score.min())
+    if best.size > 1:
+        cols = L[:, best].T
+        best = best[np.lexsort(cols.T[::-1])]
+    return int(best[0]) * (w // cw)
+
+
 def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameProposals:
     work = _work_frame(frame, config)
+    shift = canonical_seam(work) if config.propose.canonical_seam else 0
+    if shift:
+        props = _propose(np.ascontiguousarray(np.roll(work, -shift, axis=1)), config, backends)
+        props.entity = np.roll(props.entity, shift, axis=1)
+        props.voters = {k: LabeledSegments(np.roll(seg.labels, shift, axis=1), seg.names)
+                        for k, seg in props.voters.items()}
+        return props
+    return _propose(work, config, backends)
+
+
+def _propose(work: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameProposals:
     h, w = work.shape[:2]
     lay = tile_layout(h, w, config.tiling.pad_ratio, config.tiling.tiles)
-    tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
-    tile_maps = [backends.entity.segment(t) for t in tiles]
-    entity, members, _ = merge_tiles(tile_maps, lay, iou_threshold=config.propose.tile_merge_iou)
-    if config.propose.polar_views:
-        entity, members = add_polar_views(work, entity, members, backends, config)
+    tiles: list[np.ndarray] = []
+    if config.propose.layout == "sphere":
+        # one segmentation of the whole sphere; its graph wraps the seam and crosses the poles
+        entity = backends.entity.segment(work)
+        members: dict = {}
+    else:
+        tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
+        tile_maps = [backends.entity.segment(t) for t in tiles]
+        entity, members, _ = merge_tiles(tile_maps, lay, iou_threshold=config.propose.tile_merge_iou)
+        if config.propose.polar_views:
+            entity, members = add_polar_views(work, entity, members, backends, config)
     min_px = config.min_area(w, config.propose.min_area_px_at_2048)
     kept = drop_small(entity, min_px)
     # carry the tile membership through the renumbering of drop_small
@@ -95,6 +145,7 @@ def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends)
     voters, spaces = {}, {}
     for v in backends.voters:
         if v.tiled:
+            tiles = tiles or [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
             segs = [v.segment(t) for t in tiles]
             labels, _, names = merge_tiles([s.labels for s in segs], lay, iou_threshold=config.propose.tile_merge_iou,
                                            tile_names=[s.names for s in segs])

@@ -72,19 +72,27 @@ def score(gt: np.ndarray, pred: np.ndarray, things: set[int]):
     return found, p_ids, best
 
 
+VARIANTS = {  # row name -> configuration overrides
+    "tiles (method)": {"propose.layout": "tiles", "propose.polar_views": False},
+    "tiles + polar views": {"propose.layout": "tiles", "propose.polar_views": True},
+    "sphere (default)": {"propose.layout": "sphere"},
+}
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     a = ap.parse_args()
     tallies = {pv: {"pole": [0, 0, 0, []], "seam": [0, 0, 0, []], "elsewhere": [0, 0, 0, []], "pred_things": 0,
-                    "pred_found": 0, "verifier_requests": 0, "frames": 0} for pv in (False, True)}
+                    "pred_found": 0, "verifier_requests": 0, "frames": 0} for pv in a.variants}
     verifier_stats = {}
     for seed in range(a.seeds):
         for _name, rgb, gt in frames_of(seed, a.width):
             things = set(np.unique(gt).tolist()) - {0, 1, 2}
-            for pv in (False, True):
-                cfg = PipelineConfig().with_overrides({"propose.polar_views": pv})
+            for pv in a.variants:
+                cfg = PipelineConfig().with_overrides(VARIANTS[pv])
                 be = build_backends(cfg)
                 objs = annotate_frame(rgb, cfg, be)
                 found, p_ids, best = score(gt, objs.idmap, things)
@@ -103,7 +111,7 @@ def main() -> dict:
                 verifier_stats[pv] = be.verifier.stats.to_json()
     rows = []
     for pv, t in tallies.items():
-        row = {"proposals": "tiles + polar views" if pv else "tiles (method)"}
+        row = {"proposals": pv}
         for k in ("pole", "seam", "elsewhere"):
             row[f"recall_{k}@0.5"] = f"{t[k][0]}/{t[k][1]}"
             row[f"recall_{k}@0.9"] = f"{t[k][2]}/{t[k][1]}"

@@ -17,7 +17,7 @@ FRAMES = ["0030_000064.jpg", "0098_000193.jpg", "0115_000216.jpg"]
 def test_real_frames_get_polar_proposals_that_survive_the_round_trip(shared_data, name):
     bgr = cv2.imread(str(shared_data / "360vot_samples" / name))
     rgb = cv2.cvtColor(cv2.resize(bgr, (512, 256), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    cfg = PipelineConfig().with_overrides({"propose.work_width": 512})
+    cfg = PipelineConfig().with_overrides({"propose.work_width": 512, "propose.layout": "tiles"})
     props = propose_frame(rgb, cfg, build_backends(cfg))
     _, lat = lonlat_axes(256, 512)
     polar = [e for e, tiles in props.entity_tiles.items() if any(t in POLAR_VIEWS for t in tiles)]
@@ -40,14 +40,17 @@ def test_polar_views_can_be_switched_off():
     from tasks.synth import build_scene, render_frames
 
     rgb, _ = next(render_frames(build_scene(seconds=1.0, fps=3, width=256, seed=0)))
-    cfg = PipelineConfig().with_overrides({"propose.polar_views": False})
+    cfg = PipelineConfig().with_overrides({"propose.polar_views": False, "propose.layout": "tiles"})
     props = propose_frame(rgb, cfg, build_backends(cfg))
     assert not any(t in POLAR_VIEWS for tiles in props.entity_tiles.values() for t in tiles)
 
 
-def test_pole_object_across_the_cap_edge_stays_one_entity():
+@pytest.mark.parametrize("layout", [{"propose.layout": "tiles", "propose.polar_views": True},
+                                    {"propose.layout": "sphere"}], ids=["tiles+polar", "sphere"])
+def test_pole_object_across_the_cap_edge_stays_one_entity(layout):
     """Seed 5 at its seam-crossing frame has the pole object at -67 deg, across the polar view's
-    cap edge (60 deg): at one ERP pixel per view pixel the view cut it in two (IoU 0.66)."""
+    cap edge (60 deg): at one ERP pixel per view pixel the view cut it in two (IoU 0.66). The
+    sphere layout's region graph crosses the pole and must keep it whole too."""
     from itertools import islice
 
     from tasks.geometry.erp import spherical_iou
@@ -57,7 +60,7 @@ def test_pole_object_across_the_cap_edge_stays_one_entity():
     sc = build_scene(seed=5, width=1024)
     rgb, gt = next(islice(render_frames(sc), sc.events["seam_cross"], None))
     m = gt == sc.roles["pole"][0]
-    cfg = PipelineConfig().with_overrides({"propose.polar_views": True})
+    cfg = PipelineConfig().with_overrides(layout)
     idmap = annotate_frame(rgb, cfg, build_backends(cfg)).idmap
     ids, counts = np.unique(idmap[m], return_counts=True)
     best = ids[np.argmax(counts)]
