@@ -10,7 +10,8 @@ errors) while every in-process test was green. This test deploys the image's lay
    listed, stage tasks are Python tasks;
 2. a nightly run triggered with ``keys`` on a tiny uploaded clip succeeds, mapped tasks are labelled
    with the object key, the ``leader360v_ready_videos`` asset event names the video and triggered
-   the release DAG, whose run succeeds;
+   the release DAG, whose run succeeds and whose ``leader360v_releases`` event names the version and
+   where it is; a typo in ``config_overrides`` is refused when triggered (no run is created);
 3. kubernetes mode, switched with the Airflow Variable as an operator would: both DAGs re-parse
    without import errors, every stage task is a pod task (``StagePodOperator``), and the pod spec
    the ingest task renders (image, command line, namespace, the store Secret by reference, resources)
@@ -128,6 +129,18 @@ def test_nightly_run_on_a_tiny_clip_publishes_and_triggers_the_release(deploymen
     release_states = {t["task_id"]: t["state"] for t in deployment.task_instances(RELEASE, release_id)}
     assert release["state"] == "success", release_states
     assert release["run_type"] == "asset_triggered"
+    # the releases asset event tells a consumer which version and where, without opening the store
+    published = deployment.get("/assets/events", source_dag_id=RELEASE, source_run_id=release_id)["asset_events"]
+    assert len(published) == 1, published
+    assert published[0]["extra"]["version"] >= 1 and published[0]["extra"]["uri"], published[0]["extra"]
+
+
+def test_a_typo_in_config_overrides_is_refused_when_triggered(deployment, uploaded):
+    """The trigger form's JSON schema (every setting, dotted or nested) refuses it: no run exists."""
+    deployment.wait_for("both DAGs listed", lambda: parsed_dags(deployment), timeout=300)
+    with pytest.raises(DeploymentError, match=r"HTTP 400.*refine\.tua"):
+        deployment.trigger(NIGHTLY, "live_typo", {"keys": [uploaded], "config_overrides": {"refine.tua": 0.004}})
+    assert "live_typo" not in {r["dag_run_id"] for r in deployment.runs(NIGHTLY)}
 
 
 def test_kubernetes_mode_every_stage_is_a_pod_and_renders_its_spec(deployment, uploaded):
