@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=1024, help="ERP width, even; height is width/2 (default 1024)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--objects", type=int, default=5, help="number of moving objects (default 5)")
+    p.add_argument("--camera", choices=("still", "pan", "handheld", "vehicle"), default="handheld",
+                   help="camera motion (default handheld); a moving camera also gives multi-coloured objects, "
+                        "changing light and compression; 'still' gives the plain clips of earlier versions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("label", help="label one video in-process (every stage, no Airflow)", formatter_class=fmt,
@@ -191,7 +194,7 @@ def _cmd_synth(args) -> int:
 
     try:
         summary = render_clip(args.out, seconds=args.seconds, fps=args.fps, width=args.width, seed=args.seed,
-                              objects=args.objects, progress=not args.no_progress)
+                              objects=args.objects, camera=args.camera, progress=not args.no_progress)
     except ValueError as exc:  # bad arguments (odd width, negative duration...)
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,9 +1,9 @@
 """The static sky/grass world behind the objects.
 
 Everything is a function of each pixel's 3D unit vector (see :mod:`tasks.synth.noise`), so the
-background has no seam at the left/right border and no pinch at the poles. It is computed once
-per clip: there is no camera motion, and a static background is what lets rendering stay far
-below the per-frame budget.
+background has no seam at the left/right border and no pinch at the poles. With a still camera
+it is computed once per clip; a moving camera renders it per frame from the rotated pixel
+directions (exact, ~0.3 s per 1024x512 frame).
 
 The colours are chosen for the segmenters downstream: a saturated blue sky whose clouds only
 lighten it (they never turn white enough to be mistaken for an object), and a green
@@ -54,9 +54,16 @@ def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def render_background(spec: BackgroundSpec, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 (H, W, 3) and id map uint16 (H, W) of the sky (id 1) and grass (id 2)."""
+def render_background(spec: BackgroundSpec, height: int, width: int,
+                      rotation: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 (H, W, 3) and id map uint16 (H, W) of the sky (id 1) and grass (id 2).
+
+    ``rotation``: the camera's content rotation ``R`` (:mod:`tasks.synth.camera`); pixel ``d``
+    then shows the world at ``R.T @ d``, so the background stays exact (and seamless) under any
+    camera motion."""
     v = pixel_vectors(height, width)
+    if rotation is not None:
+        v = v @ np.asarray(rotation, np.float32)  # row form of R.T @ d
     z = v[..., 2]
     horizon = _HORIZON_AMPLITUDE * np.clip(spec.horizon(v), -1.7, 1.7)
     sky = z > horizon

@@ -164,6 +164,17 @@ def camera_path(kind: str, n_frames: int, fps: float, seed: int = 0) -> CameraPa
     return CameraPath(kind, float(fps), int(seed), ang, rot)
 
 
+def with_yaw_offset(path: CameraPath, yaw_deg: float) -> CameraPath:
+    """The same motion with the world first turned by ``yaw_deg`` about the vertical
+    (``R_t @ Rz(yaw)``; the camera's yaw angles drop by ``yaw_deg``), so frame 0 is no longer the
+    identity. The synthetic scenes use it to put the seam object on the seam at its event frame
+    whatever the path did before."""
+    ang = path.angles.copy()
+    ang[:, 0] -= yaw_deg
+    rot = np.stack([rotation_matrix(*np.radians(a)).T for a in ang])
+    return CameraPath(path.kind, path.fps, path.seed, ang, rot)
+
+
 def render_still(image: np.ndarray, path: CameraPath, width: int | None = None) -> Iterator[np.ndarray]:
     """Yield the frames of ``image`` (a still ERP RGB image) seen through ``path``, at ``width``
     (default: the image's width).

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.formats.ytvis import VideoInfo, build_video
+from tasks.synth import look
 from tasks.synth.render import render_frames
 from tasks.synth.scene import build_scene
 from tasks.video.frames import Mp4Writer
@@ -55,15 +56,22 @@ def _write_json_atomic(path: Path, doc: dict) -> None:
 
 
 def render_clip(out_dir: str | Path, *, seconds: float = 4.0, fps: float = 15.0, width: int = 1024, seed: int = 0,
-                objects: int = 5, progress: bool = True) -> dict:
+                objects: int = 5, camera: str = "still", photos: list[str | Path] | None = None,
+                progress: bool = True) -> dict:
     """Render ``out_dir/clip.mp4`` (H.264) and ``out_dir/gt.json`` (release format).
+
+    ``camera``: ``still`` (the original clips, crf 16) or a camera path of
+    :mod:`tasks.synth.camera`, which also gives the real-footage look of :mod:`tasks.synth.look`
+    (multi-coloured objects, cut from the images at ``photos`` when given; changing light; a JPEG
+    round trip and crf 23). The ground truth is exact either way.
 
     Arguments are checked before anything touches the disk (ValueError, see
     :func:`~tasks.synth.scene.build_scene`). On any failure no clip of this run is left behind:
     the mp4 is written under a temporary name and only renamed once complete, and removed again
     if the ground truth cannot be written. Returns a summary for the CLI to print.
     """
-    scene = build_scene(seconds=seconds, fps=fps, width=width, seed=seed, objects=objects)
+    pics = look.load_photos(photos) if photos else None
+    scene = build_scene(seconds=seconds, fps=fps, width=width, seed=seed, objects=objects, camera=camera, photos=pics)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clip_path, gt_path = out / CLIP_NAME, out / GT_NAME
@@ -73,9 +81,10 @@ def render_clip(out_dir: str | Path, *, seconds: float = 4.0, fps: float = 15.0,
     moved = False
     t0 = time.perf_counter()
     try:
-        with Mp4Writer(partial, w, h, scene.fps, crf=CRF) as writer:
+        crf = CRF if scene.camera is None else look.CRF
+        with Mp4Writer(partial, w, h, scene.fps, crf=crf) as writer:
             for rgb, ids in render_frames(scene, progress=progress):
-                writer.write(rgb)
+                writer.write(rgb if scene.jpeg_quality is None else look.compress(rgb, scene.jpeg_quality))
                 packed.append(zlib.compress(ids.tobytes(), 1))
         os.replace(partial, clip_path)
         moved = True
@@ -96,7 +105,7 @@ def render_clip(out_dir: str | Path, *, seconds: float = 4.0, fps: float = 15.0,
     wall = time.perf_counter() - t0
     return {
         "clip": str(clip_path), "gt": str(gt_path), "uid": uid, "frames": n, "width": w, "height": h,
-        "fps": scene.fps, "seed": scene.seed,
+        "fps": scene.fps, "seed": scene.seed, "camera": camera,
         "tracks": {tid: {"category": info.category, "role": info.provenance["role"]}
                    for tid, info in scene.tracks().items()},
         "seconds_rendered": round(n / scene.fps, 6),

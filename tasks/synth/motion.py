@@ -121,6 +121,22 @@ class Pose:
         return np.array([cl * math.cos(self.lon), cl * math.sin(self.lon), math.sin(self.lat)])
 
 
+def rotate_pose(pose: Pose, R: np.ndarray) -> Pose:
+    """The pose as a camera whose content moves by ``R`` sees it (see :mod:`tasks.synth.camera`):
+    centre and tangent axes turned by ``R``, re-expressed as (lon, lat, roll) so the renderer's
+    window and gnomonic test need no special case. Exact except within 1e-9 rad of a pole,
+    where east is undefined and any east is as good."""
+    F = np.asarray(R, np.float64) @ pose.frame()
+    c, e1 = F[:, 0], F[:, 1]
+    lon = math.atan2(c[1], c[0])
+    lat = math.asin(max(-1.0, min(1.0, float(c[2]))))
+    co, so, sl, cl = math.cos(lon), math.sin(lon), math.sin(lat), math.cos(lat)
+    east = np.array([-so, co, 0.0])
+    north = np.array([-sl * co, -sl * so, cl])
+    roll = math.atan2(float(e1 @ north), float(e1 @ east))
+    return Pose(lon=lon, lat=lat, roll=roll, tan_radius=pose.tan_radius, distance=pose.distance)
+
+
 def wrap_deg(lon: float) -> float:
     """Longitude in degrees reduced to [-180, 180)."""
     return (lon + 180.0) % 360.0 - 180.0

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from tasks.geometry.erp import unit_vectors as pixel_vectors
 from tasks.synth.background import render_background
-from tasks.synth.motion import Pose
+from tasks.synth.look import light_gain
+from tasks.synth.motion import Pose, rotate_pose
 from tasks.synth.scene import SynthObject, SynthScene
 from tasks.synth.shapes import Shape
 
@@ -104,34 +105,44 @@ def object_mask(obj: SynthObject, s: float, height: int, width: int, pose: Pose 
 
 
 def _paint(obj: SynthObject, fp: Footprint, rgb: np.ndarray, ids: np.ndarray) -> None:
-    # value modulation only: the hue stays put, so the object remains one colour cluster
+    # value modulation only: the hue stays put, so a plain object remains one colour cluster; a
+    # rich look (moving-camera clips) gives several colours under the same modulation
     factor = 1.0 + np.float32(obj.texture_strength) * obj.texture(fp.p, fp.q)
-    col = np.asarray(obj.rgb, np.float32)[None, :] * factor[:, None]
+    base = np.asarray(obj.rgb, np.float32)[None, :] if obj.look is None else obj.look(fp.p, fp.q)
+    col = base * factor[:, None]
     rgb[fp.rows, fp.cols] = np.clip(np.rint(col), 0, 255).astype(np.uint8)
     ids[fp.rows, fp.cols] = obj.track_id
 
 
-def render_frame(scene: SynthScene, frame: int, background: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """One frame as (rgb uint8 (H, W, 3), id map uint16 (H, W)) over a precomputed background."""
+def render_frame(scene: SynthScene, frame: int,
+                 background: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One frame as (rgb uint8 (H, W, 3), id map uint16 (H, W)).
+
+    Still camera: over ``background`` (precomputed once per clip; computed here if None). Moving
+    camera: the background and every pose are seen through the frame's rotation (both are
+    functions of the direction, so the id map stays exact), then the lighting is applied."""
     if not 0 <= frame < scene.n_frames:
         raise IndexError(f"frame {frame} outside the clip's {scene.n_frames} frames")
     s = scene.s_of(frame)
+    R = None if scene.camera is None else scene.camera.rotations[frame]
+    if R is not None or background is None:
+        background = render_background(scene.background, scene.height, scene.width, rotation=R)
     rgb = background[0].copy()
     ids = background[1].copy()
-    posed = [(o, p) for o in scene.objects if (p := o.pose(s)) is not None]
+    posed = [(o, p if R is None else rotate_pose(p, R)) for o in scene.objects if (p := o.pose(s)) is not None]
     posed.sort(key=lambda op: (-op[1].distance, -op[0].track_id))  # far first; near wins ties
     for obj, pose in posed:
         fp = footprint(obj.shape, pose, scene.height, scene.width)
         if fp.size:
             _paint(obj, fp, rgb, ids)
-    return rgb, ids
+    return light_gain(scene.lighting, rgb, s), ids
 
 
 def render_frames(scene: SynthScene, progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(rgb, idmap)`` for every frame; each pair is a fresh array the caller may keep.
 
-    The background is computed once (it is static) and reused for every frame."""
-    background = render_background(scene.background, scene.height, scene.width)
+    With a still camera the background is computed once and reused for every frame."""
+    background = None if scene.camera is not None else render_background(scene.background, scene.height, scene.width)
     bar = tqdm(total=scene.n_frames, desc="synth", unit="frame", disable=not progress or None)
     try:
         for f in range(scene.n_frames):

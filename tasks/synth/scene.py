@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from tasks.formats.ytvis import TrackInfo
 from tasks.synth.background import GRASS_ID, SKY_ID, BackgroundSpec
-from tasks.synth.motion import Path, Pose, arc_deg
+from tasks.synth.camera import CAMERAS, CameraPath, camera_path, with_yaw_offset
+from tasks.synth.look import Lighting, RichLook
+from tasks.synth.motion import Path, Pose, arc_deg, rotate_pose, wrap_deg
 from tasks.synth.noise import PlaneTexture
 from tasks.synth.shapes import Shape, random_shape
 from tasks.vocabulary import master
@@ -99,6 +101,7 @@ class SynthObject:
     spin_deg: float = 0.0
     appear_at: float | None = None
     grow: float = 0.0
+    look: RichLook | None = None  # multi-coloured surface (moving-camera clips); None: one colour
 
     def scale(self, s: float) -> float:
         if self.appear_at is None:
@@ -124,7 +127,7 @@ class SynthObject:
             "track_id": self.track_id, "role": self.role, "category": self.category, "shape": self.shape.describe(),
             "colour": self.colour_name, "rgb": list(self.rgb), "radius_deg": round(self.radius_deg, 3),
             "distance": round(self.distance, 3), "texture_strength": round(self.texture_strength, 3),
-        }
+        } | ({} if self.look is None else self.look.describe())
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +143,9 @@ class SynthScene:
     background: BackgroundSpec
     objects: tuple[SynthObject, ...]
     events: dict[str, int] = field(default_factory=dict)
+    camera: CameraPath | None = None  # None: the still camera of the original clips
+    lighting: Lighting | None = None
+    jpeg_quality: int | None = None  # a JPEG round trip before encoding (compression artefacts)
 
     def s_of(self, frame: int) -> float:
         """Normalised time of a frame: 0 at the first frame, 1 at the last."""
@@ -171,12 +177,19 @@ class SynthScene:
 
     def describe(self) -> dict:
         """Scenario metadata for the ground truth's video entry (``VideoInfo.extra["synth"]``)."""
-        return {
+        out = {
             "generator": "tasks.synth", "seed": self.seed, "objects": len(self.objects),
             "seconds": self.seconds, "fps": self.fps, "frames": self.n_frames,
             "roles": self.roles, "events": dict(self.events),
             "object_specs": [o.describe() for o in self.objects],
         }
+        if self.camera is not None:  # absent for still clips: their GT stays as it was
+            out["camera"] = self.camera.describe() | {
+                "rotations": np.round(self.camera.rotations, 9).tolist()}
+            out["lighting"] = None if self.lighting is None else {
+                "amplitude": round(self.lighting.amp, 4), "cycles": round(self.lighting.cycles, 4)}
+            out["jpeg_quality"] = self.jpeg_quality
+        return out
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -443,13 +456,21 @@ def _dress(rng, drafts: list[_Draft]) -> tuple[SynthObject, ...]:
 
 
 def build_scene(*, seconds: float = 4.0, fps: float = 15.0, width: int = 1024, seed: int = 0,
-                objects: int = 5) -> SynthScene:
+                objects: int = 5, camera: str = "still", photos: list[np.ndarray] | None = None) -> SynthScene:
     """The scene for these arguments (deterministic); see the module docstring for its content.
 
+    ``camera`` (:data:`tasks.synth.camera.CAMERAS`): anything but ``still`` moves the camera
+    along that path (turned so the seam object is on the seam at its event frame) and gives the
+    clip a real-footage look (:mod:`tasks.synth.look`: multi-coloured objects -- cut from
+    ``photos`` when given --, changing light, compression). ``still`` gives exactly the clips of
+    earlier versions for the same seed.
+
     Raises ValueError for arguments that cannot make a clip (odd or tiny width, non-positive
-    duration or frame rate, negative object count or seed, fewer than 3 frames).
+    duration or frame rate, negative object count or seed, fewer than 3 frames, unknown camera).
     """
     n = _check_args(seconds, fps, width, seed, objects)
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
     clip = _Clip(n, int(width), float(fps))
     # independent streams, so that e.g. asking for more objects keeps the background and the
     # scenario objects of the same seed
@@ -460,11 +481,39 @@ def build_scene(*, seconds: float = 4.0, fps: float = 15.0, width: int = 1024, s
         n_roles = 3  # the occlusion pair needs two objects: the fourth becomes a free mover
     drafts, events = _sample_roles(np.random.default_rng(role_seq), clip, n_roles)
     drafts += _sample_extras(np.random.default_rng(extra_seq), clip, drafts, events, objects - n_roles)
-    return SynthScene(
+    scene = SynthScene(
         seconds=float(seconds), fps=float(fps), width=int(width), height=int(width) // 2, seed=int(seed),
         n_frames=n, background=background, objects=_dress(np.random.default_rng(look_seq), drafts),
         events=events,
     )
+    if camera == "still":
+        return scene
+    # a stream of its own: the still clip of a seed is the moving one's scene, camera aside
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 360, 1]))
+    objs = tuple(replace(o, look=RichLook.random(rng, photos)) for o in scene.objects)
+    path = camera_path(camera, n, float(fps), int(seed))
+    path = _seam_on_seam(path, scene, events)
+    return replace(scene, objects=objs, camera=path, lighting=Lighting.random(rng),
+                   jpeg_quality=int(rng.integers(55, 76)))
+
+
+def _seam_on_seam(path: CameraPath, scene: SynthScene, events: dict) -> CameraPath:
+    """Turn the camera path about the vertical so that the seam object's centre is on the seam
+    in its event frame, as with the still camera: the seam crossing stays in every clip."""
+    seam = next((o for o in scene.objects if o.role == "seam"), None)
+    if seam is None or "seam_cross" not in events:
+        return path
+    f = events["seam_cross"]
+    pose = seam.pose(scene.s_of(f))
+    offset = 0.0
+    for _ in range(8):  # pitch and roll make the longitude slightly non-linear in the offset
+        p = with_yaw_offset(path, offset)
+        lon = math.degrees(rotate_pose(pose, p.rotations[f]).lon)
+        err = wrap_deg(180.0 - lon)
+        if abs(err) < 1e-7:
+            break
+        offset += err
+    return with_yaw_offset(path, offset)
 
 
 def max_step_deg(scene: SynthScene) -> float:
