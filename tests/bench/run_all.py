@@ -54,7 +54,9 @@ NOTES = {
     "proposals": (
         "`tasks synth` frames (1024x512, seeds 0..5): the pole object at its peak (71-76 deg) and rotated to 85 deg, "
         "the seam object on the seam, first and last frames. Found = one proposed object with spherical IoU >= 0.5 "
-        "(Hungarian); also at 0.9 and the mean best IoU. *tiles (method)*: `--set propose.polar_views=false`. "
+        "(Hungarian); also at 0.9 and the mean best IoU. *tiles (method)*: `--set propose.layout=tiles "
+        "--set propose.polar_views=false`; *tiles + polar views*: `--set propose.layout=tiles`; *sphere (default)*: "
+        "one segmentation of the whole sphere, regions merged across the seam and the poles (issue 10). "
         "Verifier: the CPU embedding verifier (requests = masks the vote left open; cache = repeated label texts)."),
     "geometry": (
         "Same output as py360convert 1.0.4 (bilinear, same sizes; for the perspective view the FoV that puts its "
