@@ -1,408 +1,587 @@
-"""CPU propagator: optical flow on wrap-padded frames, objects moved whole and snapped to colour.
+"""CPU propagator: per-pixel motion on the sphere, camera rotation first, labels looked up in a key frame.
 
-Dense flow alone drifts: it is smoothed across object boundaries, so a moving object's mask
-lags and smears a few percent per frame. So the id map is carried in two layers:
+Real 360° footage is shot through a moving camera: the whole sphere rotates between frames and
+objects are textured. Moving objects as rigid ERP templates and snapping their outline to the
+object's mean colour kept < 10% of a real object after 20 frames (issue 10); this propagator
+keeps every label per pixel:
 
-* **background** (large regions, stuff): warped per pixel with the backward flow, computed on
-  frames padded with the columns of the other side, and sampled with wrap-around — the seam is
-  not a border;
-* **objects** (compact regions): each moved as a whole by the median forward flow of its
-  interior (robust to the smoothed boundary), then its boundary band is re-decided pixel by
-  pixel by colour (closer to the object's CIELAB model or to the local background's), which
-  cancels drift and follows shape changes. Where two moved objects overlap, each pixel goes to
-  the one whose colour it matches (the occluder is what is seen).
+1. **Camera rotation.** ``estimate_rotation`` (:mod:`tasks.geometry.camera_motion`) gives the
+   rotation ``R`` of the scene between the previous and the current frame. The previous frame
+   is rotated by ``R`` before the flow, so DIS only measures what the rotation does not explain
+   (objects' own motion, parallax): near the poles a camera pitch or roll is a strong,
+   non-translational deformation of the ERP that patch flow follows badly. When the rotation
+   cannot be estimated (a uniform or black frame, a cut) the flow runs alone and
+   :attr:`last_motion` says why (the stages write it to their outputs and QA flags).
+2. **Residual flow** (:mod:`tasks.backends.warp`: DIS on wrap-padded grey frames, backward,
+   seam-continuous). The source of a current pixel ``p`` in the previous frame is the direction
+   ``R.T @ dir(p + r(p))``.
+3. **Key-frame lookup.** A field holds, for every pixel, the direction it had in the key frame
+   (the last ``reset``): each step composes it with the new motion and the labels are read from
+   the key frame's id map once. Warping the id map frame by frame with nearest sampling rounds
+   every step (an object moving 0.4 px per frame never moves); the composed field rounds once.
+4. **Where flow cannot be trusted** — forward-backward disagreement (occlusion, disocclusion)
+   and motion boundaries (DIS smooths the flow across an object's outline, so the outline of a
+   moving object lags) — the label of each pixel is re-decided by colour against the labels of
+   the trusted pixels *in its neighbourhood* (local means within a window, so every part of a
+   multi-coloured object is compared with the part of the object next to it). Those pixels
+   leave the key-frame field and are carried by the per-frame warp until the next re-key.
+5. **Objects out of sight** (occluded, or their pixels lost) keep a memory: their last full
+   view as unit vectors with per-pixel colours and their own motion as a rotation relative to
+   the de-rotated scene. Their predicted place is the camera rotation plus their own motion
+   applied on the sphere (a shape deforms with latitude, it is not a rigid ERP template);
+   :meth:`hidden_objects` gives it to relinking; an object comes back where its colours show
+   again near the prediction.
 
-Occlusion: a background pixel whose forward-backward flows disagree is occluded or newly
-revealed; an object pixel whose colour no longer matches the object is covered. Either way it
-is not smeared with a stale label; small holes left behind moving objects are filled from the
-surrounding background, and a track that loses its pixels is absent. On a static scene the
-flow is ~0 and every label stays where it is.
+Static scene: rotation identity, residual flow ~0, the field is the identity: no drift.
+Memory: the previous grey frame (working size) and Lab frame, the key id map, the last output,
+the field (working size) and the hidden objects' point lists, whatever the video length.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
-from scipy import ndimage
 
+from tasks.backends.warp import WarpPropagator, WrapFlow
+from tasks.geometry.camera_motion import CameraMotion, estimate_rotation, frame_features, kabsch
+from tasks.geometry.components import wrap_components
 from tasks.geometry.erp import check_erp
 from tasks.labeling.coverage import drop_small_ids
 
-_BAND = 0.12          # boundary band re-decided by colour, as a fraction of the object's size
-_MIN_BAND_PX = 2
-_COLOR_MATCH = 22.0   # max CIELAB distance from the object's mean colour to keep a pixel
 _OCCLUDED = 0.6       # visible area under this share of the full view: look for the hidden part
 _FULL_VIEW = 0.85     # visible area over this share of the recent maximum is a full view
 _AREA_DECAY = 0.98    # the recent maximum fades per frame, so an object that recedes can shrink
-_REACQUIRE = 0.25     # share of the full view that must match again to bring an object back
+_REACQUIRE = 0.5      # share of a hidden object's predicted view whose colours must match again
+_COLOR_MATCH = 18.0   # CIELAB distance under which a pixel matches the remembered colour there
+_MEMORY_POINTS = 8000  # points kept of an object's full view (subsampled; enough to re-find it)
+_PHOTO_MISMATCH = 8.0  # CIELAB distance between the moved previous frame and the current one
+_SWITCH_MARGIN = 6.0  # CIELAB: how much closer another label's local colour must be to take a pixel
+_MOTION_EDGE_PX = 1.0
+_FRAGMENT = 0.1       # a piece of an object under this share of its area, apart from it, is a speck
+_MOTION_TIE = 3.0     # CIELAB: an object's own motion is kept over the flow unless the flow explains the colour better by this  # flow range within a 5x5 window (working px) that marks a motion boundary
 
 
-class _ObjectState:
-    """What the propagator remembers of an object: its full view, where it is going, its colour."""
+# -- sphere helpers ------------------------------------------------------------------------------
+def _dirs(x: np.ndarray, y: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Unit vectors (..., 3) of continuous pixel positions (cell centres at integers)."""
+    lon = (x + np.float32(0.5)) * np.float32(2 * np.pi / w) - np.float32(np.pi)
+    lat = np.float32(np.pi / 2) - (y + np.float32(0.5)) * np.float32(np.pi / h)
+    c = np.cos(lat)
+    return np.stack([c * np.cos(lon), c * np.sin(lon), np.sin(lat)], axis=-1)
 
-    __slots__ = ("template", "area", "max_area", "cy", "cx", "vy", "vx", "color", "hidden")
 
-    def __init__(self, ys, xs, w, color):
-        self.cy, self.cx = _centre(ys, xs, w)
-        self.template = (ys - self.cy, _wrapped(xs - self.cx, w))
-        self.area = self.max_area = ys.size
-        self.vy = self.vx = 0.0
-        self.color = color
+def _pixels(v: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous pixel positions of (not necessarily unit) vectors, x in [0, w), y in [0, h-1]."""
+    lon = np.arctan2(v[..., 1], v[..., 0])
+    lat = np.arctan2(v[..., 2], np.hypot(v[..., 0], v[..., 1]))
+    x = np.mod((lon + np.float32(np.pi)) * np.float32(w / (2 * np.pi)) - np.float32(0.5), np.float32(w))
+    y = np.clip((np.float32(np.pi / 2) - lat) * np.float32(h / np.pi) - np.float32(0.5), 0, h - 1)
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation carrying unit vector ``a`` to ``b``."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    v = np.cross(a, b)
+    c = float(a @ b)
+    if np.linalg.norm(v) < 1e-12:
+        return np.eye(3)
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1.0 + c)
+
+
+def _centroid(v: np.ndarray) -> np.ndarray:
+    m = v.mean(axis=0)
+    n = np.linalg.norm(m)
+    return m / n if n > 1e-9 else v[0]
+
+
+class _Memory:
+    """An object's last full view (unit vectors + CIELAB colours), kept on the sphere."""
+
+    __slots__ = ("vecs", "lab", "area", "max_area", "motion", "hidden", "centre", "tracked")
+
+    def __init__(self, vecs: np.ndarray, lab: np.ndarray, area: int):
+        self.vecs, self.lab = vecs, lab
+        self.area = self.max_area = area
+        self.motion = np.eye(3)       # own motion per frame, relative to the de-rotated scene
+        self.tracked = False          # motion measured at least once
         self.hidden = 0
+        self.centre = _centroid(vecs)
 
-
-def _centre(ys: np.ndarray, xs: np.ndarray, w: int) -> tuple[float, float]:
-    ang = xs / w * 2 * np.pi
-    cx = (np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) % (2 * np.pi)) / (2 * np.pi) * w
-    return float(ys.mean()), float(cx)
-
-
-def _wrapped(dx: np.ndarray, w: int) -> np.ndarray:
-    return (dx + w / 2) % w - w / 2
+    def advance(self, camera: np.ndarray) -> None:
+        """Move the remembered view one frame: the camera's rotation and the object's own."""
+        m = self.motion @ camera
+        self.vecs = (self.vecs @ m.T).astype(np.float32)
+        self.centre = m @ self.centre
 
 
 class FlowPropagator:
     name = "flow"
 
     def __init__(self, flow_width: int = 512, wrap_pad_ratio: float = 0.125, fb_max_error: float = 1.5,
-                 min_area_px: int = 0, object_max_fraction: float = 0.05, gap_px: float | None = None,
-                 max_hidden_frames: int = 30, seam_aware: bool = True):
-        self.flow_width = int(flow_width)
-        self.wrap_pad_ratio = float(wrap_pad_ratio)
+                 min_area_px: int = 0, object_max_fraction: float = 0.05,
+                 max_hidden_frames: int = 30, seam_aware: bool = True, camera_rotation: bool = True):
+        self.flow = WrapFlow(flow_width, wrap_pad_ratio, seam_aware)
         self.fb_max_error = float(fb_max_error)
         self.min_area_px = int(min_area_px)
         self.object_max_fraction = float(object_max_fraction)
-        # unlabeled gaps at most this far from a label are closed (flow noise along moving
-        # edges); wider holes stay open, so a real newcomer still lowers coverage [M §1.3]
-        self.gap_px = gap_px
         self.max_hidden_frames = int(max_hidden_frames)
         # False reproduces the method's propagation, blind to the seam (baseline benchmarks only)
         self.seam_aware = bool(seam_aware)
-        self._state: dict[int, _ObjectState] = {}
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        self._prev_gray: np.ndarray | None = None
+        self.camera_rotation = bool(camera_rotation)
+        #: the camera motion measured on the last step (None before the first step); the stages
+        #: write it to their outputs, and a failed estimate (``ok=False``) to the QA flags
+        self.last_motion: CameraMotion | None = None
+        self._memory: dict[int, _Memory] = {}
+        self._prev: np.ndarray | None = None        # prepared grey (working size, wrap-padded)
+        self._prev_feat = None
         self._prev_lab: np.ndarray | None = None
-        self._idmap: np.ndarray | None = None
-        self._pad = 0
-
-    # -- flow -----------------------------------------------------------------------------------
-    def _gray(self, frame: np.ndarray) -> np.ndarray:
-        h, w = frame.shape[:2]
-        fw = min(self.flow_width, w)
-        g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if fw != w:
-            g = cv2.resize(g, (fw, fw // 2), interpolation=cv2.INTER_AREA)
-        pad = int(round(fw * self.wrap_pad_ratio)) if self.seam_aware else 0
-        self._pad = pad
-        if pad:
-            g = np.concatenate([g[:, -pad:], g, g[:, :pad]], axis=1)
-        return np.ascontiguousarray(g)
-
-    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Flow from gray frame a to gray frame b, cropped to the unpadded width."""
-        f = self._dis.calc(a, b, None)
-        pad = self._pad
-        return f[:, pad:a.shape[1] - pad] if pad else f
-
-    @staticmethod
-    def _lab(frame: np.ndarray) -> np.ndarray:
-        return cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
+        self._key: np.ndarray | None = None         # id map of the key frame
+        self._field: np.ndarray | None = None       # (h, w, 3) key-frame direction of each pixel
+        self._out: np.ndarray | None = None         # last output
+        self._recovered = False
 
     # -- protocol -----------------------------------------------------------------------------------
     def reset(self, frame: np.ndarray, idmap: np.ndarray) -> None:
-        check_erp(frame)
+        h, w = check_erp(frame)
         if idmap.shape != frame.shape[:2]:
             raise ValueError(f"id map {idmap.shape} does not match frame {frame.shape[:2]}")
-        self._prev_gray = self._gray(frame)
-        self._prev_lab = self._lab(frame)
-        own = self._idmap if self._idmap is not None and self._idmap.shape == idmap.shape else None
-        self._idmap = idmap.astype(np.uint16).copy()
-        # Hidden objects keep coasting (a correction of the visible objects must not make the
-        # propagator forget an occluded one). An object in the given map keeps its remembered
-        # full view, motion and colour when the correction confirms what the propagator had
-        # (most of its own mask of the object is kept) and the mask lies where that view was
-        # expected: a re-SDR while it goes behind another object keeps the sliver the
-        # propagator had, partly on the occluder; starting afresh from it took the occluder's
-        # colour and the object was never found again when it came out (synth seed 2: J&F of
-        # that object 0.48 -> 0.87). When the correction gave the object's pixels to another
-        # object (the SDR merged two pieces of one ball), it starts afresh from what is left.
-        present = set(np.unique(self._idmap).tolist()) - {0}
-        h, w = self._idmap.shape
-        for k in list(self._state):
-            if k in present and not (own is not None and self._confirmed(own == k, self._idmap == k)
-                                     and self._where_expected(k, self._idmap == k, h, w)):
-                del self._state[k]
-        self._observe(self._idmap, self._prev_lab, advance=False)  # same frame: no motion yet
+        idmap = idmap.astype(np.uint16)
+        lab = _lab(frame)
+        own = self._out if self._out is not None and self._out.shape == idmap.shape else None
+        self._prev = self.flow.prepare(frame)
+        self._prev_feat = frame_features(frame, work_width=self.flow.working_size(w)[1]) \
+            if self.camera_rotation else None
+        self._prev_lab = lab
+        self._rekey(idmap)
+        # Remembered objects keep coasting (a correction of the visible objects must not make the
+        # propagator forget an occluded one). An object in the given map keeps its remembered full
+        # view when the correction confirms what the propagator had (most of its own mask kept):
+        # a re-SDR while it goes behind another object hands back the sliver the propagator had,
+        # and starting afresh from it would forget the hidden part (synth seed 2: J&F of that
+        # object 0.48 -> 0.87). Otherwise the memory starts afresh from the given mask.
+        present = set(np.unique(idmap).tolist()) - {0}
+        for k in list(self._memory):
+            if k in present and not (own is not None and _confirmed(own == k, idmap == k)):
+                del self._memory[k]
+        self._observe(idmap, lab, advance=False)
 
-    def forget(self, ids) -> None:
+    def forget(self, ids: Iterable[int]) -> None:
+        ids = [int(k) for k in ids]
         for k in ids:
-            self._state.pop(int(k), None)
-            if self._idmap is not None:
-                self._idmap[self._idmap == k] = 0
-
-    @staticmethod
-    def _confirmed(own: np.ndarray, given: np.ndarray) -> bool:
-        return bool((own & given).sum() >= 0.5 * own.sum())
-
-    def _where_expected(self, k: int, mask: np.ndarray, h: int, w: int) -> bool:
-        st = self._state[k]
-        ys, xs = np.nonzero(mask)
-        if ys.size >= _FULL_VIEW * st.max_area:
-            return False        # a full view: nothing to keep, it refreshes the template anyway
-        expected = cv2.dilate(self._expected(st, h, w).view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        return bool(expected[ys, xs].mean() >= 0.5)
+            self._memory.pop(k, None)
+        arr = np.array(ids, dtype=np.uint16)
+        for m in (self._key, self._out):
+            if m is not None and arr.size:
+                m[np.isin(m, arr)] = 0
 
     def hidden_objects(self, shape: tuple[int, int]) -> dict[int, np.ndarray]:
-        """Where each currently hidden object is predicted to be (full-view masks)."""
+        """Where each currently hidden object is predicted to be (full-view masks): the camera
+        rotation and the object's own motion applied to its last full view, on the sphere."""
         h, w = shape
-        return {k: self._expected(st, h, w) for k, st in self._state.items() if st.hidden > 0}
-
-    @staticmethod
-    def _expected(st: _ObjectState, h: int, w: int) -> np.ndarray:
-        """The object's remembered full view at its predicted place."""
-        m = np.zeros((h, w), bool)
-        m[np.clip(np.round(st.template[0] + st.cy).astype(np.int64), 0, h - 1),
-          np.round(st.template[1] + st.cx).astype(np.int64) % w] = True
-        return m
-
-    def _observe(self, idmap: np.ndarray, lab: np.ndarray, advance: bool = True) -> None:
-        """Update the remembered full view of every visible object."""
-        h, w = idmap.shape
-        for k in self._object_ids(idmap):
-            ys, xs = np.nonzero(idmap == k)
-            st = self._state.get(k)
-            if st is None:
-                self._state[k] = _ObjectState(ys, xs, w, lab[ys, xs].mean(axis=0))
-                continue
-            st.hidden = 0
-            st.max_area = max(ys.size, st.max_area * _AREA_DECAY)
-            if ys.size >= _FULL_VIEW * st.max_area:  # a full view: refresh the template
-                st.cy, st.cx = _centre(ys, xs, w)
-                st.template = (ys - st.cy, _wrapped(xs - st.cx, w))
-                st.area = ys.size
-                st.color = 0.8 * st.color + 0.2 * lab[ys, xs].mean(axis=0)
-            elif advance:  # partly hidden: the template stays; its centre follows the predicted motion
-                st.cy += st.vy
-                st.cx = (st.cx + st.vx) % w
+        return {k: self._raster(m.vecs, h, w) for k, m in self._memory.items() if m.hidden > 0}
 
     def step(self, frame: np.ndarray) -> np.ndarray:
-        if self._prev_gray is None or self._idmap is None or self._prev_lab is None:
+        if self._prev is None or self._out is None or self._prev_lab is None:
             raise RuntimeError("FlowPropagator.step called before reset")
         h, w = check_erp(frame)
-        gray = self._gray(frame)
-        lab = self._lab(frame)
-        back = self._flow(gray, self._prev_gray)   # for each pixel of the new frame: where it was
-        fwd = self._flow(self._prev_gray, gray)
-        fh, fw = back.shape[:2]
-        bad = self._fb_inconsistent(back, fwd)
-        scale = w / fw
-        if fw != w:
-            back_full = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR) * scale
-            bad = cv2.resize(bad.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-        else:
-            back_full = back
-        prev = self._idmap
-        # background layer: per-pixel backward warp with wrap-around sampling
-        xi = np.floor(np.arange(w, dtype=np.float32)[None, :] + back_full[..., 0] + 0.5).astype(np.int64)
-        xi = xi % w if self.seam_aware else np.clip(xi, 0, w - 1)
-        yi = np.clip(np.floor(np.arange(h, dtype=np.float32)[:, None] + back_full[..., 1] + 0.5).astype(np.int64),
-                     0, h - 1)
-        new = prev[yi, xi]
-        new[bad] = 0
-        # object layer
-        objects = self._object_ids(prev)
-        if objects:
-            new = self._move_objects(prev, new, objects, fwd, scale, self._prev_lab, lab)
-        gap = self.gap_px if self.gap_px is not None else max(1.0, 2.0 * w / 1024)
-        if gap > 0:
-            new = self._close_thin_gaps(new, gap, wrap=self.seam_aware)
-        self._observe(new, lab)
+        if (h, w) != self._out.shape:
+            raise ValueError(f"frame {(h, w)} does not match the id map {self._out.shape}")
+        cur = self.flow.prepare(frame)
+        lab = _lab(frame)
+        R = np.eye(3)
+        if self.camera_rotation:
+            feat = frame_features(frame, work_width=self.flow.working_size(w)[1])
+            self.last_motion = estimate_rotation(self._prev_feat, feat)
+            self._prev_feat = feat
+            if self.last_motion.ok:
+                R = self.last_motion.rotation
+        fh, fw = self.flow.working_size(w)
+        prev = self._prev
+        if not np.allclose(R, np.eye(3), atol=1e-7):
+            prev = self._derotate(prev, R, fh, fw)
+        back = self.flow.flow(cur, prev)                 # residual: cur -> de-rotated prev
+        fwd = self.flow.flow(prev, cur)
+        uncertain = self._uncertain(back, fwd)
+        # source direction in the previous frame of every working pixel, then at full size
+        gy, gx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+        src = _dirs(gx + back[..., 0], np.clip(gy + back[..., 1], 0, fh - 1), fh, fw) @ R.astype(np.float32)
+        small_lab = cv2.resize(lab, (fw, fh), interpolation=cv2.INTER_AREA)
+        self._move_objects(src, _dirs(gx, gy, fh, fw), R, small_lab,
+                           cv2.resize(self._prev_lab, (fw, fh), interpolation=cv2.INTER_AREA))
+        px, py = _pixels(cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR), h, w)
+        # compose the key field and read the labels from the key frame
+        field = self._sample(self._field, px, py, cv2.INTER_LINEAR)
+        field /= np.linalg.norm(field, axis=2, keepdims=True) + np.float32(1e-12)
+        kx, ky = _pixels(field, h, w)
+        new = self._sample(self._key, kx, ky, cv2.INTER_NEAREST)
+        unc = cv2.resize(uncertain.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        # photometric check: where the previous frame, moved by the estimated motion, does not
+        # look like the current one, the motion is wrong there (a small object DIS smoothed
+        # away, an occlusion) -- whatever the flow's own consistency says
+        moved = self._sample(self._prev_lab, px, py, cv2.INTER_LINEAR)
+        unc |= np.linalg.norm(moved - lab, axis=2) > _PHOTO_MISMATCH
+        # only pixels near a label boundary can change label: the rest keep the key's
+        radius = max(3, int(round(6 * w / 1024)))
+        review = _near_boundary(new, radius, self.seam_aware)
+        unc &= review
+        new = _redecide(new, unc, review, lab, field, radius, self.seam_aware)
+        new = self._drop_fragments(new)
+        # remembered objects: move with the scene, come back where their colours show
+        for m in self._memory.values():
+            m.advance(R)
+        self._recovered = False
+        new = self._recover(new, lab, ~unc, h, w)
         drop_small_ids(new, self.min_area_px)
-        self._prev_gray = gray
-        self._prev_lab = lab
-        self._idmap = new
+        self._observe(new, lab, R=R)
+        self._prev, self._prev_lab = cur, lab
+        self._field, self._out = field, new
+        if self._recovered:
+            # recovered pixels have no source in the key frame (the object may not be in it):
+            # the current labels become the key frame
+            self._rekey(new)
         return new.copy()
 
     # -- pieces -------------------------------------------------------------------------------------
-    def _fb_inconsistent(self, back: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+    def _rekey(self, idmap: np.ndarray) -> None:
+        """The current labels become the key frame; the field restarts at the identity."""
+        h, w = idmap.shape
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self._field = _dirs(gx, gy, h, w)
+        self._key = idmap.copy()
+        self._out = idmap.copy()
+
+    def _derotate(self, prepared: np.ndarray, R: np.ndarray, fh: int, fw: int) -> np.ndarray:
+        """The previous grey frame as the rotated camera would have seen it (wrap padding kept)."""
+        from tasks.geometry.rotation import rotate_erp
+
+        pad = (prepared.shape[1] - fw) // 2
+        core = prepared[:, pad:pad + fw] if pad else prepared
+        rot = rotate_erp(np.ascontiguousarray(core), R)
+        if pad:
+            rot = np.concatenate([rot[:, -pad:], rot, rot[:, :pad]], axis=1)
+        return np.ascontiguousarray(rot)
+
+    def _move_objects(self, src: np.ndarray, grid: np.ndarray, R: np.ndarray, cur_lab: np.ndarray,
+                      prev_lab: np.ndarray) -> None:
+        """Objects move as a whole on the sphere: the rotation of the scene plus their own.
+
+        Dense flow is smoothed across an object's outline, and a small object whose colour
+        differs from its surroundings more in hue than in brightness is nearly invisible to flow
+        on grey frames: per pixel, its mask lags behind it. The flow *inside* it still says
+        where it goes, so each compact object gets the rotation that best explains the flow of
+        its interior (Kabsch on unit vectors, trimmed), and every pixel that comes from the object
+        under either that motion or the flow takes its source from the rotation: on the sphere,
+        so the shape deforms with latitude as it should. A partly hidden object (its interior
+        flow may be the occluder's) moves by its remembered own motion plus the camera's.
+        ``src`` (working size, previous-frame directions) is updated in place.
+        """
+        prev = self._out
+        fh, fw = src.shape[:2]
+        small = cv2.resize(prev, (fw, fh), interpolation=cv2.INTER_NEAREST)
+        objects = self._object_ids(prev)
+        if not objects:
+            return
+        lf = small.astype(np.float32)
+        k3 = np.ones((3, 3), np.uint8)
+        inner = np.where(cv2.dilate(lf, k3) == cv2.erode(lf, k3), small, 0)
+        sx, sy = _pixels(src, fh, fw)
+        xi, yi = np.round(sx).astype(np.int64) % fw, np.round(sy).astype(np.int64)
+        err = np.linalg.norm(cur_lab - prev_lab[yi, xi], axis=2)
+        from_label = small[yi, xi]
+        from_inner = inner[yi, xi]
+        areas = np.bincount(prev.ravel())
+        kern = np.ones((7, 7), np.uint8)
+        for k in objects:
+            m = self._memory.get(k)
+            a_idx = np.flatnonzero(from_inner.ravel() == k)
+            if m is not None and m.tracked:
+                M = m.motion @ R
+            elif a_idx.size >= 8:
+                a = src.reshape(-1, 3)[a_idx].astype(np.float64)
+                b = grid.reshape(-1, 3)[a_idx].astype(np.float64)
+                M = kabsch(a, b)
+                res = np.linalg.norm(a @ M.T - b, axis=1)
+                keep = res <= np.percentile(res, 70)
+                if keep.sum() >= 8:
+                    M = kabsch(a[keep], b[keep])
+                if m is not None:
+                    m.motion = M @ R.T
+                    m.tracked = True
+            else:
+                continue
+            reach = cv2.dilate((from_label == k).view(np.uint8), kern).astype(bool)
+            ys, xs = np.nonzero(reach)
+            rs = (grid[ys, xs] @ M).astype(np.float32)       # M.T @ d: where it was
+            rx, ry = _pixels(rs, fh, fw)
+            rxi, ryi = np.round(rx).astype(np.int64) % fw, np.round(ry).astype(np.int64)
+            sel = (small[ryi, rxi] == k) | (from_label[ys, xs] == k)
+            ys, xs, rs, rxi, ryi = ys[sel], xs[sel], rs[sel], rxi[sel], ryi[sel]
+            # each pixel takes the motion that explains its colour best: where two objects'
+            # motions claim it, the one seen (the occluder) wins; where the object's motion and
+            # the flow explain it equally (flat interior) the object's motion is kept
+            e = np.linalg.norm(cur_lab[ys, xs] - prev_lab[ryi, rxi], axis=1)
+            win = e <= err[ys, xs] + _MOTION_TIE
+            src[ys[win], xs[win]] = rs[win]
+            err[ys[win], xs[win]] = e[win]
+
+    def _drop_fragments(self, labels: np.ndarray) -> np.ndarray:
+        """Specks an object left behind (pixels the flow kept still while the object moved on,
+        not connected to it across the seam either) go to the label around them."""
+        h, w = labels.shape
+        areas = np.bincount(labels.ravel())
+        k3 = np.ones((3, 3), np.uint8)
+        for k in self._object_ids(labels):
+            mask = labels == k
+            comp, n = wrap_components(mask) if self.seam_aware else cv2.connectedComponents(
+                mask.view(np.uint8), connectivity=8)[::-1]
+            if n <= 1:
+                continue
+            sizes = np.bincount(comp.ravel())[1:]
+            for c in np.flatnonzero(sizes < _FRAGMENT * areas[k]) + 1:
+                frag = comp == c
+                ring = cv2.dilate(frag.view(np.uint8), k3).astype(bool) & ~frag
+                around = np.bincount(labels[ring], minlength=k + 1)
+                around[k] = 0
+                labels[frag] = int(np.argmax(around)) if around.sum() else 0
+        return labels
+
+    def _uncertain(self, back: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+        """Working pixels whose backward flow is not to be trusted: forward-backward disagreement
+        (occlusion, disocclusion) or a motion boundary (DIS smooths across it)."""
         fh, fw = back.shape[:2]
         ys, xs = np.mgrid[0:fh, 0:fw].astype(np.float32)
-        px = np.mod(xs + back[..., 0], fw)
-        py = np.clip(ys + back[..., 1], 0, fh - 1)
-        fwd_at = cv2.remap(fwd, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-        err = np.hypot(back[..., 0] + fwd_at[..., 0], back[..., 1] + fwd_at[..., 1])
-        return err > self.fb_max_error
+        px = np.mod(xs + back[..., 0], fw).astype(np.float32)
+        py = np.clip(ys + back[..., 1], 0, fh - 1).astype(np.float32)
+        border = cv2.BORDER_WRAP if self.seam_aware else cv2.BORDER_REPLICATE
+        fwd_at = cv2.remap(fwd, px, py, cv2.INTER_LINEAR, borderMode=border)
+        bad = np.hypot(back[..., 0] + fwd_at[..., 0], back[..., 1] + fwd_at[..., 1]) > self.fb_max_error
+        k = np.ones((5, 5), np.uint8)
+        for c in range(2):
+            ch = back[..., c]
+            bad |= (cv2.dilate(ch, k) - cv2.erode(ch, k)) > _MOTION_EDGE_PX
+        return bad
+
+    def _sample(self, src: np.ndarray, x: np.ndarray, y: np.ndarray, interp: int) -> np.ndarray:
+        border = cv2.BORDER_WRAP if self.seam_aware else cv2.BORDER_REPLICATE
+        return cv2.remap(src, x, y, interp, borderMode=border)
 
     def _object_ids(self, idmap: np.ndarray) -> list[int]:
         areas = np.bincount(idmap.ravel())
         limit = self.object_max_fraction * idmap.size
         return [int(i) for i in np.flatnonzero((areas > 0) & (areas <= limit)) if i > 0]
 
-    def _move_objects(self, prev, new, objects, fwd, scale, prev_lab, lab) -> np.ndarray:
-        h, w = prev.shape
-        fh, fw = fwd.shape[:2]
-        moved: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # id -> (ys, xs, mean colour)
-        for k in objects:
-            ys, xs = np.nonzero(prev == k)
-            if ys.size == 0:
+    def _observe(self, idmap: np.ndarray, lab: np.ndarray, R: np.ndarray | None = None,
+                 advance: bool = True) -> None:
+        """Refresh the memory of every visible object; count frames unseen for the others."""
+        h, w = idmap.shape
+        visible = set(self._object_ids(idmap))
+        for k in visible:
+            ys, xs = np.nonzero(idmap == k)
+            m = self._memory.get(k)
+            if m is None:
+                self._memory[k] = self._remember(ys, xs, lab, h, w)
                 continue
-            m = np.zeros((h, w), np.uint8)
-            m[ys, xs] = 1
-            er = cv2.erode(np.concatenate([m[:, -2:], m, m[:, :2]], 1), np.ones((5, 5), np.uint8))[:, 2:-2]
-            iy, ix = np.nonzero(er)
-            if iy.size < 8:
-                iy, ix = ys, xs
-            fy = np.clip((iy / scale).astype(np.int64), 0, fh - 1)
-            fx = np.clip((ix / scale).astype(np.int64), 0, fw - 1)
-            dx = float(np.median(fwd[fy, fx, 0])) * scale
-            dy = float(np.median(fwd[fy, fx, 1])) * scale
-            st = self._state.get(k)
-            color = st.color if st is not None else prev_lab[iy, ix].mean(axis=0)
-            if st is not None:
-                if ys.size >= _FULL_VIEW * st.max_area:
-                    # motion of a fully visible object (flow of a half-hidden one is the occluder's)
-                    st.vy, st.vx = 0.5 * (st.vy + dy), 0.5 * (st.vx + dx)
-                else:
-                    dy, dx = st.vy, st.vx
-                if ys.size < _OCCLUDED * st.area:
-                    # partly hidden: also try the hidden part of the full view
-                    ys = np.concatenate([ys, np.round(st.template[0] + st.cy).astype(np.int64)])
-                    xs = np.concatenate([xs, np.round(st.template[1] + st.cx).astype(np.int64)])
-                    ys, xs = np.clip(ys, 0, h - 1), xs % w
-            ny = np.clip(np.round(ys + dy).astype(np.int64), 0, h - 1)
-            nx = np.round(xs + dx).astype(np.int64)
-            if self.seam_aware:
-                nx %= w
-            else:  # an object leaving through the border is cut there
-                keep = (nx >= 0) & (nx < w)
-                ny, nx = ny[keep], nx[keep]
-            moved[k] = (ny, nx, color)
-        # hidden objects coast along their last motion and come back where their colour shows
-        present = set(objects)
-        for k, st in list(self._state.items()):
-            if k in present:
+            m.hidden = 0
+            m.max_area = max(ys.size, m.max_area * _AREA_DECAY)
+            if ys.size >= _FULL_VIEW * m.max_area:      # a full view: refresh the memory
+                fresh = self._remember(ys, xs, lab, h, w)
+                fresh.motion, fresh.tracked = m.motion, m.tracked
+                if advance and m.tracked:
+                    # own motion, closed loop: where the object ended up (after the colour
+                    # decisions along its outline) beyond where its motion predicted it
+                    step = _rotation_between(m.centre, fresh.centre)
+                    fresh.motion = _slerp_half(m.motion, step @ m.motion)
+                fresh.max_area = m.max_area
+                self._memory[k] = fresh
+        if not advance:
+            return
+        for k in list(self._memory):
+            if k in visible:
                 continue
-            st.hidden += 1
-            st.cy += st.vy
-            st.cx = (st.cx + st.vx) % w
-            if st.hidden > self.max_hidden_frames:
-                del self._state[k]
+            m = self._memory[k]
+            m.hidden += 1
+            if m.hidden > self.max_hidden_frames:
+                del self._memory[k]
+
+    @staticmethod
+    def _remember(ys: np.ndarray, xs: np.ndarray, lab: np.ndarray, h: int, w: int) -> _Memory:
+        area = ys.size
+        if ys.size > _MEMORY_POINTS:
+            pick = np.linspace(0, ys.size - 1, _MEMORY_POINTS).astype(np.int64)
+            ys, xs = ys[pick], xs[pick]
+        vecs = _dirs(xs.astype(np.float32), ys.astype(np.float32), h, w).astype(np.float32)
+        return _Memory(vecs, lab[ys, xs].copy(), area)
+
+    def _raster(self, vecs: np.ndarray, h: int, w: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+        x, y = _pixels(vecs, h, w)
+        xi = (np.round(x).astype(np.int64) + shift[0]) % w
+        yi = np.clip(np.round(y).astype(np.int64) + shift[1], 0, h - 1)
+        m = np.zeros((h, w), np.uint8)
+        m[yi, xi] = 1
+        # the points are a subsample: close the gaps between them (seam wrapped)
+        pad = 4
+        mp = cv2.morphologyEx(np.concatenate([m[:, -pad:], m, m[:, :pad]], 1), cv2.MORPH_CLOSE,
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+        return mp[:, pad:-pad].astype(bool)
+
+    def _recover(self, new: np.ndarray, lab: np.ndarray, trusted: np.ndarray, h: int, w: int) -> np.ndarray:
+        """Objects partly or wholly out of sight take back the pixels of their predicted full view
+        whose colours match what they looked like there.
+
+        The prediction is searched in a window that grows with the time hidden (own motion is
+        uncertain); a wholly hidden object needs ``_REACQUIRE`` of its view to match before it
+        is back. It takes matching pixels that are unlabeled, background (stuff) or unsure, never
+        the trusted pixels of another object (the occluder is what is seen).
+        """
+        areas = np.bincount(new.ravel(), minlength=1)
+        stuff = np.flatnonzero(areas > self.object_max_fraction * new.size)
+        for k, m in self._memory.items():
+            vis = int(areas[k]) if k < areas.size else 0
+            if vis >= _OCCLUDED * m.area:
                 continue
-            found = self._search_hidden(st, lab, h, w)
-            if found is not None:
-                moved[k] = (*found, st.color)
-        # stale object labels are cleared from the background layer first
-        ids = np.array(sorted(moved), dtype=np.uint16)
-        new[np.isin(new, ids)] = 0
-        owner = np.zeros((h, w), np.uint16)
-        best = np.full((h, w), np.inf, np.float32)
-        for k, (ny, nx, color) in moved.items():
-            d = np.linalg.norm(lab[ny, nx] - color, axis=1)
-            keep = d <= _COLOR_MATCH
-            ny_k, nx_k, d_k = ny[keep], nx[keep], d[keep]
-            better = d_k < best[ny_k, nx_k]
-            owner[ny_k[better], nx_k[better]] = k
-            best[ny_k[better], nx_k[better]] = d_k[better]
-        # snap boundaries: re-decide a band around each moved object by colour
-        for k, (_, _, color) in moved.items():
-            self._snap(owner, best, k, color, lab, new, wrap=self.seam_aware)
-        new[owner > 0] = owner[owner > 0]
+            x, y = _pixels(m.vecs, h, w)
+            xi0, yi0 = np.round(x).astype(np.int64), np.round(y).astype(np.int64)
+            reach = int(min(w // 16, 1 + m.hidden + 0.02 * np.sqrt(m.area) * m.hidden))
+            step = max(1, reach // 3)
+            best, best_xy = -1.0, None
+            for dy in range(-reach, reach + 1, step):
+                yi = np.clip(yi0 + dy, 0, h - 1)
+                for dx in range(-reach, reach + 1, step):
+                    xi = (xi0 + dx) % w
+                    score = float((np.linalg.norm(lab[yi, xi] - m.lab, axis=1) <= _COLOR_MATCH).mean())
+                    if score > best:
+                        best, best_xy = score, (xi, yi)
+            if best < (_REACQUIRE if vis == 0 else 0.5 * _REACQUIRE):
+                continue
+            xi, yi = best_xy
+            dist = np.linalg.norm(lab[yi, xi] - m.lab, axis=1)
+            near = np.zeros((h, w), bool)
+            near[yi[dist <= 2 * _COLOR_MATCH], xi[dist <= 2 * _COLOR_MATCH]] = True
+            match = np.zeros((h, w), bool)
+            match[yi[dist <= _COLOR_MATCH], xi[dist <= _COLOR_MATCH]] = True
+            near, match = self._close(near), self._close(match)
+            cur = new[near]
+            # free: unlabeled, background, unsure -- or another object's pixel that shows this
+            # object's own colours there (it came out from behind and was taken for the occluder)
+            free = (cur == 0) | (cur == k) | np.isin(cur, stuff) | ~trusted[near] | match[near]
+            ys, xs = np.nonzero(near)
+            new[ys[free], xs[free]] = k
+            self._recovered = True
         return new
 
-    def _search_hidden(self, st: _ObjectState, lab: np.ndarray, h: int, w: int):
-        """Look for a hidden object's full view near where it should be, by colour.
+    def _close(self, mask: np.ndarray) -> np.ndarray:
+        pad = 4
+        m = mask.astype(np.uint8)
+        mp = cv2.morphologyEx(np.concatenate([m[:, -pad:], m, m[:, :pad]], 1), cv2.MORPH_CLOSE,
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+        return mp[:, pad:-pad].astype(bool)
 
-        The search window grows with the time hidden (the predicted motion is uncertain); the
-        object comes back where enough of its template matches its colour.
-        """
-        ty, tx = st.template
-        radius = max(float(np.abs(ty).max()), float(np.abs(tx).max()), 1.0)
-        margin = int(min(w // 4, radius * (0.5 + 0.25 * st.hidden) + 2 * st.hidden))
-        th = int(np.ceil(ty.max() - ty.min())) + 1
-        tw = int(np.ceil(tx.max() - tx.min())) + 1
-        if th >= h or tw >= w // 2:
-            return None
-        tmpl = np.zeros((th, tw), np.float32)
-        oy, ox = np.round(ty - ty.min()).astype(np.int64), np.round(tx - tx.min()).astype(np.int64)
-        tmpl[np.clip(oy, 0, th - 1), np.clip(ox, 0, tw - 1)] = 1.0
-        # window top-left in frame coordinates (columns wrap)
-        y0 = int(round(st.cy + ty.min())) - margin
-        x0 = int(round(st.cx + tx.min())) - margin
-        rows = np.clip(np.arange(y0, y0 + th + 2 * margin), 0, h - 1)
-        cols = np.arange(x0, x0 + tw + 2 * margin)
-        cols = cols % w if self.seam_aware else np.clip(cols, 0, w - 1)
-        win = lab[rows][:, cols]
-        match = (np.linalg.norm(win - st.color, axis=2) <= _COLOR_MATCH).astype(np.float32)
-        score = cv2.matchTemplate(match, tmpl, cv2.TM_CCORR)
-        _, best, _, (bx, by) = cv2.minMaxLoc(score)
-        if best < _REACQUIRE * tmpl.sum():
-            return None
-        ny = rows[np.clip(by + oy, 0, rows.size - 1)]
-        nx = cols[np.clip(bx + ox, 0, cols.size - 1)]
-        st.cy = float(ny.mean())
-        st.cx = _centre(ny, nx, w)[1]
-        return ny, nx
 
-    @staticmethod
-    def _snap(owner, best, k, color, lab, background, wrap: bool = True) -> None:
-        h, w = owner.shape
-        ys, xs = np.nonzero(owner == k)
-        if ys.size == 0:
-            return
-        band = max(_MIN_BAND_PX, int(round(_BAND * np.sqrt(ys.size))))
-        # region of interest with wrap: columns relative to the object's circular centre
-        ang = xs / w * 2 * np.pi
-        cx = int(round((np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) % (2 * np.pi)) / (2 * np.pi) * w))
-        rel = (xs - cx + w // 2) % w - w // 2
-        half = int(min(w // 2, np.abs(rel).max() + 2 * band + 2))
-        y0, y1 = max(0, ys.min() - 2 * band), min(h, ys.max() + 2 * band + 1)
-        cols = np.arange(cx - half, cx + half + 1)
-        cols = cols % w if wrap else np.unique(np.clip(cols, 0, w - 1))
-        sub_owner = owner[y0:y1][:, cols]
-        mine = (sub_owner == k).astype(np.uint8)
-        kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-        inner = cv2.erode(mine, kern).astype(bool)
-        outer = cv2.dilate(mine, kern).astype(bool)
-        ring = cv2.dilate(mine, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * band + 1, 4 * band + 1))).astype(bool) & ~outer
-        sub_lab = lab[y0:y1][:, cols]
-        free = sub_owner == 0
-        bg_pixels = sub_lab[ring & free]
-        if bg_pixels.shape[0] < 8:
-            return
-        bg = bg_pixels.mean(axis=0)
-        d_obj = np.linalg.norm(sub_lab - color, axis=2)
-        d_bg = np.linalg.norm(sub_lab - bg, axis=2)
-        band_px = outer & ~inner & ((sub_owner == 0) | (sub_owner == k))
-        take = band_px & (d_obj < d_bg) & (d_obj <= _COLOR_MATCH)
-        drop = band_px & (sub_owner == k) & ~take
-        rows = np.arange(y0, y1)
-        ty, tx = np.nonzero(take)
-        owner[rows[ty], cols[tx]] = k
-        best[rows[ty], cols[tx]] = d_obj[ty, tx]
-        dy_, dx_ = np.nonzero(drop)
-        owner[rows[dy_], cols[dx_]] = 0
-        # pixels an object left go back to the background layer's label (or stay unlabeled)
-        background[rows[dy_], cols[dx_]] = np.where(background[rows[dy_], cols[dx_]] == k, 0,
-                                                      background[rows[dy_], cols[dx_]])
+def _slerp_half(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Roughly the mean of two small rotations (smooths the measured own motion)."""
+    from tasks.geometry.camera_motion import nearest_rotation
 
-    @staticmethod
-    def _close_thin_gaps(idmap: np.ndarray, gap: float, wrap: bool = True) -> np.ndarray:
-        """Unlabeled pixels within ``gap`` px of a label take the nearest label (seam wrapped)."""
-        zero = idmap == 0
-        if not zero.any() or zero.all():
-            return idmap
-        pad = int(np.ceil(gap)) + 1
-        if wrap:
-            sp = np.concatenate([idmap[:, -pad:], idmap, idmap[:, :pad]], axis=1)
-        else:
-            sp = np.pad(idmap, ((0, 0), (pad, pad)), mode="edge")
-        dist, (iy, ix) = ndimage.distance_transform_edt(sp == 0, return_indices=True)
-        near = (dist <= gap)[:, pad:-pad]
-        filled = sp[iy, ix][:, pad:-pad]
-        out = idmap.copy()
-        fix = zero & near
-        out[fix] = filled[fix]
-        return out
+    return nearest_rotation(0.5 * (a + b))
+
+
+def _near_boundary(labels: np.ndarray, radius: int, wrap: bool) -> np.ndarray:
+    """Pixels within ``radius`` of a pixel with another label (seam wrapped)."""
+    k = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    pad = radius if wrap else 0
+    lp = np.concatenate([labels[:, -pad:], labels, labels[:, :pad]], 1) if pad else labels
+    lp = lp.astype(np.float32)   # labels < 2**24: exact
+    near = cv2.dilate(lp, k) != cv2.erode(lp, k)
+    return near[:, pad:pad + labels.shape[1]] if pad else near
+
+
+def _confirmed(own: np.ndarray, given: np.ndarray) -> bool:
+    return bool((own & given).sum() >= 0.5 * own.sum())
+
+
+def _lab(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
+def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: np.ndarray, field: np.ndarray,
+              radius: int, wrap: bool) -> np.ndarray:
+    """Re-decide labels by colour against the labels *in each pixel's neighbourhood*.
+
+    Every pixel gets the label whose local mean colour (over the trusted pixels of that label
+    within ``radius``) is closest: freely where the motion is ``unsure``; under ``review`` (the
+    pixels along the outlines) only when another label is closer than its own by
+    ``_SWITCH_MARGIN`` (a pixel the flow carries consistently but with the wrong label, e.g. an
+    object coming out from behind an occluder, is handed back; texture noise does not flip
+    labels). A pixel that changes label takes, in ``field`` (updated in place), the local mean
+    key-frame direction of its new label's pixels, so it is read from the key frame with that
+    label from now on.
+
+    Local means, not one colour per object: each part of a multi-coloured object is compared with
+    the part of the object next to it, so no part is cut off for differing from the average.
+    """
+    h, w = labels.shape
+    pad = 2 * radius + 1
+    zone0 = unsure | review
+    if wrap and (zone0[:, :pad].any() or zone0[:, -pad:].any()):
+        # near the seam: decide on frames padded with the other side's columns, keep the middle
+        def wp(a):
+            return np.concatenate([a[:, -pad:], a, a[:, :pad]], axis=1)
+
+        fp = wp(field)
+        out = _redecide(wp(labels), wp(unsure), wp(review), wp(lab), fp, radius, False)
+        field[:] = fp[:, pad:pad + w]
+        return np.ascontiguousarray(out[:, pad:pad + w])
+    ksize = (2 * radius + 1, 2 * radius + 1)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(zone0.view(np.uint8), connectivity=8)
+    out = labels.copy()
+    trusted = ~unsure
+    border = cv2.BORDER_CONSTANT
+    for c in range(1, n):
+        x0, y0, bw, bh, _ = stats[c]
+        sl = (slice(max(0, y0 - radius), y0 + bh + radius), slice(max(0, x0 - radius), x0 + bw + radius))
+        z = comp[sl] == c
+        lb, tr, lb_lab, fl = labels[sl], trusted[sl], lab[sl], field[sl]
+        cands = np.unique(lb[tr])
+        if cands.size == 0 or (cands.size == 1 and not (unsure[sl] & z).any()):
+            continue
+        best = np.full(z.shape, np.inf, np.float32)
+        own = np.full(z.shape, np.inf, np.float32)
+        choice = lb.copy()
+        means = {}
+        for k in cands:
+            mk = (tr & (lb == k)).astype(np.float32)
+            cnt = cv2.boxFilter(mk, -1, ksize, normalize=False, borderType=border)
+            have = cnt >= 1
+            if not (have & z).any():
+                continue
+            mean = cv2.boxFilter(lb_lab * mk[..., None], -1, ksize, normalize=False, borderType=border)
+            mean /= np.maximum(cnt, 1)[..., None]
+            d = np.linalg.norm(lb_lab - mean, axis=2)
+            d[~have] = np.inf
+            mine = lb == k
+            own[mine] = d[mine]
+            better = z & (d < best)
+            best[better] = d[better]
+            choice[better] = k
+            means[int(k)] = mk
+        u = z & unsure[sl]
+        take = (u & np.isfinite(best)) | (z & review[sl] & (best < own - _SWITCH_MARGIN))
+        take &= choice != lb
+        if not take.any():
+            continue
+        new_dir = np.zeros(fl.shape, np.float32)
+        for k in np.unique(choice[take]).tolist():
+            tk = take & (choice == k)
+            fdir = cv2.boxFilter(fl * means[k][..., None], -1, ksize, normalize=False, borderType=border)
+            new_dir[tk] = fdir[tk]
+        out[sl][take] = choice[take]
+        nd = new_dir[take]
+        fl[take] = nd / (np.linalg.norm(nd, axis=1, keepdims=True) + 1e-12)
+    return out
 
 
 def build_propagator(config, width: int, store=None):
@@ -413,14 +592,12 @@ def build_propagator(config, width: int, store=None):
         from tasks.backends.sam2_propagator import build_sam2_propagator
 
         return build_sam2_propagator(config, width, store=store)
+    min_area = config.min_area(width, pc.min_area_px_at_2048)
     if pc.backend == "warp":
-        from tasks.backends.warp import WarpPropagator
-
-        return WarpPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.seam_aware,
-                              min_area_px=config.min_area(width, pc.min_area_px_at_2048))
+        return WarpPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.seam_aware, min_area_px=min_area)
     if pc.backend != "flow":
         from tasks.errors import ConfigError
 
         raise ConfigError(f"unknown propagator backend {pc.backend!r}")
-    return FlowPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.fb_max_error,
-                          min_area_px=config.min_area(width, pc.min_area_px_at_2048), seam_aware=pc.seam_aware)
+    return FlowPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.fb_max_error, min_area_px=min_area,
+                          seam_aware=pc.seam_aware)
