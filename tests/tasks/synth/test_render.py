@@ -223,3 +223,57 @@ def test_a_disc_covers_exactly_its_spherical_cap(lat_deg):
     ang = np.arccos(np.clip(v @ pose.centre(), -1, 1))
     clear = np.abs(ang - rho) > 1e-4  # ignore float32 ties on the rim
     assert np.array_equal(mask[clear], (ang <= rho)[clear])
+
+
+# -- moving camera (issue 10 §1.3) ----------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _moving(seed: int, camera: str = "handheld"):
+    sc = build_scene(width=WIDTH, seed=seed, camera=camera, seconds=2.0, fps=8.0)
+    still = dataclasses.replace(sc, camera=None, lighting=None)
+    return sc, list(render_frames(sc)), list(render_frames(still))
+
+
+@pytest.mark.parametrize("camera", ["handheld", "vehicle"])
+def test_moving_camera_gt_is_the_world_seen_through_the_rotation(camera):
+    from tasks.geometry.rotation import rotate_erp
+
+    sc, moving, still = _moving(2, camera)
+    for f in (0, sc.n_frames // 2, sc.n_frames - 1):
+        R = sc.camera.rotations[f]
+        expected = rotate_erp(still[f][1], R, interpolation="nearest")
+        got = moving[f][1]
+        assert (got == expected).mean() > 0.97  # equal up to the outline pixels nearest resampling moves
+        for tid in np.unique(expected).tolist():
+            a, b = expected == tid, got == tid
+            if a.sum() > 30:
+                assert (a & b).sum() / (a | b).sum() > 0.8
+    # the camera really moved the picture
+    assert (moving[-1][1] != still[-1][1]).mean() > 0.05
+
+
+def test_moving_camera_keeps_the_seam_crossing_and_rgb_follows_ids():
+    sc, moving, _ = _moving(1)
+    seam = sc.roles["seam"][0]
+    rgb, ids = moving[sc.events["seam_cross"]]
+    m = ids == seam
+    assert m[:, 0].any() and m[:, -1].any()
+    _, n = wrap_components(m)
+    assert n == 1
+    # every object pixel carries the object's look, the background pixels the background's
+    for f in (0, sc.n_frames - 1):
+        rgb, ids = moving[f]
+        sky = rgb[ids == 1].astype(int)
+        assert (sky[:, 2] > sky[:, 1]).mean() > 0.95  # the sky stays blue under the light change
+
+
+def test_moving_camera_objects_are_multi_coloured():
+    sc, moving, _ = _moving(3)
+    rgb, ids = moving[0]
+    for o in sc.objects:
+        px = rgb[ids == o.track_id].astype(np.float32)
+        if len(px) < 200:
+            continue
+        # several distinct colours: the spread of the object's pixels is far above a one-colour
+        # object's +-15% texture
+        spread = np.linalg.norm(px - px.mean(0), axis=1)
+        assert np.percentile(spread, 90) > 40, o.track_id

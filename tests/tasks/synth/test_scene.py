@@ -142,3 +142,19 @@ def test_shapes_fit_their_bounding_disc_and_hold_their_inscribed_disc():
         assert shape.inside(r * np.cos(ang), r * np.sin(ang)).all(), shape
     with pytest.raises(ValueError, match="unknown shape"):
         Shape("triangle")
+
+
+def test_still_camera_is_the_default_scene_and_a_moving_one_keeps_its_world():
+    base = build_scene(width=256, seed=5)
+    still = build_scene(width=256, seed=5, camera="still")
+    moving = build_scene(width=256, seed=5, camera="pan")
+    assert still.camera is None and still.lighting is None and still.jpeg_quality is None
+    assert "camera" not in still.describe() and still.describe() == base.describe()
+    # same objects, paths and events; only the camera and the looks differ
+    assert moving.events == base.events and moving.camera.n_frames == base.n_frames
+    for a, b in zip(base.objects, moving.objects):
+        assert a.path == b.path and a.look is None and b.look is not None
+    d = moving.describe()
+    assert d["camera"]["camera"] == "pan" and len(d["camera"]["rotations"]) == base.n_frames
+    with pytest.raises(ValueError, match="camera"):
+        build_scene(width=256, camera="helicopter")
