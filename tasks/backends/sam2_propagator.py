@@ -23,6 +23,22 @@ change three things:
 * **exclusive id maps**: where objects overlap, the highest logit wins (objects are independent
   in SAM2.1; the method's exporter makes masks exclusive).
 
+* **camera rotation** (``derotate``, issue #10 §2): real 360° footage rotates the whole sphere
+  from frame to frame, and SAM2's memory attention compares the current frame with remembered
+  frames position by position, so every remembered object appears displaced by the camera's
+  turn. With ``derotate`` each frame is rotated to the orientation of the *reference* frame (the
+  first prompted frame of the video) before SAM2 sees it, and the id map SAM2 returns is rotated
+  back (nearest neighbour) to the frame: SAM2's memory sees a still camera, objects move only
+  by their own motion. The orientation of frame ``t`` is the product of the frame-to-frame
+  rotations (:func:`tasks.geometry.camera_motion.estimate_rotation`, each frame matched against
+  the last frame whose orientation is known). One reference for the whole video, not one per
+  prompt: the memory bank keeps conditioning frames of earlier prompts, which must stay
+  consistent with the current frames. Where the rotation cannot be estimated (a grey or black
+  frame, a cut) the frame keeps the last known orientation — that step adds no de-rotation —
+  and :attr:`Sam2Propagator.last_motion` says why; after a uniform frame the next frame is matched
+  against the last textured one, after a cut the new scene is the new anchor. Prompts given to
+  ``reset`` are de-rotated the same way.
+
 **Resolution.** SAM2 squashes its input to ``image_size x image_size``. The padded ERP frame
 (``H x 1.25 W``, i.e. 1024 x 2560 for a 2048 x 1024 video) becomes S x S: at S = 1024 that is
 2.5 ERP columns and 1 ERP row per input pixel. It is resized like the stock loader (bicubic with
@@ -80,6 +96,8 @@ import torch.nn.functional as F
 
 from tasks.backends.sam2_memory import FrameFeatures, Sam2Stream, encode_frames
 from tasks.errors import ConfigError, PermanentError, TransientError
+from tasks.geometry import camera_motion
+from tasks.geometry.camera_motion import CameraMotion, rotate_erp_uncached, rotation_angle_deg
 from tasks.geometry.erp import check_erp
 from tasks.labeling.coverage import drop_small_ids
 
@@ -100,6 +118,9 @@ _IMG_MEAN = (0.485, 0.456, 0.406)
 _IMG_STD = (0.229, 0.224, 0.225)
 _UPSAMPLE_BATCH = 8      # objects upsampled to frame size at once (bounds the transient memory)
 _C_WARNING = "Skipping the post-processing step"
+# An accumulated orientation closer to the reference than this is applied as the identity: at
+# 2048 columns 0.01 deg is 0.06 px, where resampling would only blur the frame [ours].
+_STILL_DEG = 0.01
 
 
 class CheckpointError(PermanentError):
@@ -307,7 +328,8 @@ class Sam2Propagator:
                  checkpoint_sha256: str | None = None, store=None, image_size: int = 1024,
                  device: str = "auto", chunk_frames: int = 16, wrap_pad_ratio: float = 0.125,
                  max_cond_frames: int = 3, max_hidden_frames: int = 30, min_area_px: int = 0,
-                 allow_random_weights: bool = False, seed: int = 0, num_threads: int | None = None):
+                 allow_random_weights: bool = False, seed: int = 0, num_threads: int | None = None,
+                 derotate: bool = False, derotate_work_width: int = 512):
         if not 0 <= wrap_pad_ratio < 0.5:
             raise ConfigError(f"wrap_pad_ratio {wrap_pad_ratio} must be in [0, 0.5)")
         if chunk_frames < 1:
@@ -324,6 +346,8 @@ class Sam2Propagator:
         self.wrap_pad_ratio = float(wrap_pad_ratio)
         self.max_hidden_frames = int(max_hidden_frames)
         self.min_area_px = int(min_area_px)
+        self.derotate = bool(derotate)
+        self.derotate_work_width = int(derotate_work_width)
         self.oom_events = 0
         self._stream = Sam2Stream(self.model, max_cond_frames=max_cond_frames)
         self._mean = torch.tensor(_IMG_MEAN, device=self.device)[:, None, None]
@@ -348,6 +372,12 @@ class Sam2Propagator:
         self._last_feats: FrameFeatures | None = None
         self._visible: set[int] = set()
         self._hidden: dict[int, int] = {}
+        # camera de-rotation: orientation of the last frame relative to the reference frame, and
+        # the last frame whose orientation was measured (the anchor the next one is matched to)
+        self._last_orient = np.eye(3)
+        self._anchor: camera_motion.FrameFeatures | None = None
+        self._anchor_orient = np.eye(3)
+        self.last_motion: CameraMotion | None = None
 
     def _extension_available(self) -> bool:
         if self.device.type != "cuda":
@@ -379,6 +409,47 @@ class Sam2Propagator:
 
     def _pad(self, width: int) -> int:
         return int(round(width * self.wrap_pad_ratio))
+
+    # -- camera rotation ---------------------------------------------------------------------------
+    def _orientation(self, frame: np.ndarray) -> np.ndarray:
+        """Rotation carrying the reference frame's content to ``frame`` (the identity without
+        ``derotate``); advances the anchor. Frames must come in video order, each once."""
+        if not self.derotate:
+            return np.eye(3)
+        feats = camera_motion.frame_features(frame, work_width=self.derotate_work_width)
+        if self._anchor is None:           # the reference frame of this video
+            self._anchor, self._anchor_orient = feats, np.eye(3)
+            return np.eye(3)
+        motion = camera_motion.estimate_rotation(self._anchor, feats)
+        self.last_motion = motion
+        if motion.ok:
+            orient = camera_motion.compose(self._anchor_orient, motion.rotation)
+        else:
+            # no measured rotation: keep the last known orientation (this step adds none)
+            orient = self._anchor_orient
+            log.info("SAM2 de-rotation: no camera rotation for this frame (%s, %d matches); "
+                     "keeping the last orientation", motion.reason, motion.matches)
+        if motion.ok or motion.reason != "uniform":
+            # a grey/black frame is skipped: the next frame is matched to the last textured one
+            self._anchor, self._anchor_orient = feats, orient
+        return orient
+
+    @staticmethod
+    def _to_reference(image: np.ndarray, orient: np.ndarray) -> np.ndarray:
+        """A frame (RGB, bilinear) or an id map (2-D, nearest) as seen from the reference
+        orientation; the input itself when there is nothing to rotate."""
+        if rotation_angle_deg(orient) < _STILL_DEG:
+            return image
+        if image.ndim == 2:   # id map: nearest, whatever its integer type (checked to fit uint16)
+            return rotate_erp_uncached(image.astype(np.uint16, copy=False), orient.T, interpolation="nearest")
+        return rotate_erp_uncached(image, orient.T, interpolation="linear")
+
+    @staticmethod
+    def _from_reference(idmap: np.ndarray, orient: np.ndarray) -> np.ndarray:
+        """An id map computed in the reference orientation, back in the frame's (nearest)."""
+        if rotation_angle_deg(orient) < _STILL_DEG:
+            return idmap
+        return rotate_erp_uncached(idmap, orient, interpolation="nearest")
 
     # -- model input -------------------------------------------------------------------------------
     def _images(self, frames: list[np.ndarray]) -> torch.Tensor:
@@ -449,13 +520,18 @@ class Sam2Propagator:
         ids = [int(k) for k in np.unique(idmap) if k != 0]
         with torch.inference_mode():
             same = self._last_frame is not None and (frame is self._last_frame or np.array_equal(frame, self._last_frame))
+            orient = self._last_orient if same else self._orientation(frame)
             if same and self._last_feats is not None:
                 t, feats = self._t, self._last_feats
             else:
                 t = self._t if same else (0 if self._t is None else self._t + 1)
-                feats = self._guarded("encoding the reset frame", lambda: encode_frames(self.model, self._images([frame]))[0])
-            if ids:
-                masks = self._guarded("encoding the prompts", lambda: self._prompt_masks(idmap, ids))
+                view = self._to_reference(frame, orient)
+                feats = self._guarded("encoding the reset frame", lambda: encode_frames(self.model, self._images([view]))[0])
+            prompt = self._to_reference(idmap, orient)
+            # an id thinner than a pixel may vanish in the rotation: it stays present, unprompted
+            shown = ids if prompt is idmap else [k for k in ids if k in set(np.unique(prompt).tolist())]
+            if shown:
+                masks = self._guarded("encoding the prompts", lambda: self._prompt_masks(prompt, shown))
                 self._guarded("adding the prompts", lambda: self._stream.add_masks(t, feats, masks))
             present = set(ids)
             gone = [k for k in self._stream.objects
@@ -466,7 +542,7 @@ class Sam2Propagator:
                     del self._hidden[k]
             self._visible = present
             self._t, self._shape = t, (h, w)
-            self._last_frame, self._last_feats = frame.copy(), feats
+            self._last_frame, self._last_feats, self._last_orient = frame.copy(), feats, orient
             self._stream.evict(t + 1)
 
     def forget(self, ids) -> None:
@@ -503,7 +579,10 @@ class Sam2Propagator:
                 if self._check_frame(f) != self._shape:
                     raise Sam2InputError(f"frame is {f.shape[:2]} but the video is {self._shape}; "
                                          "reset with the new size first")
-                buf.append(f)
+                # orientations are measured in frame order as frames are taken, once each (a
+                # chunk retried after an out-of-memory error keeps them)
+                orient = self._orientation(f)
+                buf.append((f, orient))
             if not buf:
                 return
             self._max_buffered = max(self._max_buffered, len(buf))
@@ -511,10 +590,11 @@ class Sam2Propagator:
             done = 0
             try:
                 with torch.inference_mode():
-                    feats = encode_frames(self.model, self._images(buf[:n])) if self._stream.objects else [None] * n
+                    feats = (encode_frames(self.model, self._images([self._to_reference(f, o) for f, o in buf[:n]]))
+                             if self._stream.objects else [None] * n)
                 for i in range(n):
                     with torch.inference_mode():
-                        idm = self._track(buf[i], feats[i])
+                        idm = self._track(buf[i][0], feats[i], buf[i][1])
                     feats[i] = None
                     done += 1
                     self._retried_at_one = False
@@ -526,14 +606,14 @@ class Sam2Propagator:
             buf = buf[done:]
 
     # -- one frame ---------------------------------------------------------------------------------
-    def _track(self, frame: np.ndarray, feats: FrameFeatures | None) -> np.ndarray:
+    def _track(self, frame: np.ndarray, feats: FrameFeatures | None, orient: np.ndarray) -> np.ndarray:
         """Track one frame and return its id map. Re-running it after an exception is safe: the
         stream's entry for this frame is written last and is not read when tracking it."""
         h, w = self._shape
         t = self._t + 1
         if self._stream.objects:
             logits = self._stream.track(t, feats)
-            idm = self._compose(logits, h, w)
+            idm = self._from_reference(self._compose(logits, h, w), orient)
         else:
             idm = np.zeros((h, w), np.uint16)
         present = set(np.unique(idm).tolist()) - {0}
@@ -547,7 +627,7 @@ class Sam2Propagator:
                 del self._hidden[k]
         self._visible = present
         self._t = t
-        self._last_frame, self._last_feats = frame.copy(), feats
+        self._last_frame, self._last_feats, self._last_orient = frame.copy(), feats, orient
         self._stream.evict(t + 1)
         return idm
 
@@ -600,5 +680,5 @@ def build_sam2_propagator(config, width: int, store=None, *, allow_random_weight
         pc.sam2_model, checkpoint=pc.sam2_checkpoint, checkpoint_sha256=pc.sam2_checkpoint_sha256, store=store,
         image_size=pc.sam2_image_size, device=pc.sam2_device, chunk_frames=pc.sam2_chunk_frames,
         wrap_pad_ratio=pc.wrap_pad_ratio, min_area_px=config.min_area(width, pc.min_area_px_at_2048),
-        allow_random_weights=allow_random_weights,
+        allow_random_weights=allow_random_weights, derotate=pc.sam2_derotate,
     )

@@ -511,3 +511,190 @@ def test_checkpoint_from_the_model_store_loads_verified_weights(tmp_path):
     torch.save({"model": {"not_a_sam2_key": torch.zeros(1)}}, wrong)
     with pytest.raises(CheckpointError, match="does not fit the tiny model"):
         Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint=str(wrong), checkpoint_sha256=sha256_of(wrong))
+
+
+# -- camera de-rotation (issue #10 §2) -----------------------------------------------------------
+PW, PH = 512, 256   # real panorama frames: the camera-motion estimator needs real texture
+
+
+@pytest.fixture(scope="module")
+def pano(shared_data) -> np.ndarray:
+    import cv2
+
+    im = cv2.imread(str(shared_data / "erp_images" / "pannellum_examplepano_4096x2048.jpg"), cv2.IMREAD_REDUCED_COLOR_4)
+    return np.ascontiguousarray(cv2.resize(im, (PW, PH), interpolation=cv2.INTER_AREA)[:, :, ::-1])
+
+
+def _pano_prompt() -> np.ndarray:
+    """Two regions of the still panorama: one across the seam, one at latitude ~55 deg."""
+    ids = np.zeros((PH, PW), np.uint16)
+    ids[110:150, PW - 30:] = 1
+    ids[110:150, :25] = 1
+    ids[40:60, 200:280] = 2
+    return ids
+
+
+def _spy(p: Sam2Propagator, monkeypatch) -> dict[str, list]:
+    """Record what SAM2 is shown (frames, prompts) and make its answer the reference-frame prompt
+    (random weights answer nothing meaningful): the id map SAM2 would give if it tracked the
+    de-rotated still scene perfectly."""
+    seen: dict[str, list] = {"frames": [], "prompts": []}
+    images, prompt_masks = p._images, p._prompt_masks
+    reference = {}
+
+    def images_spy(frames):
+        seen["frames"].extend(f.copy() for f in frames)
+        return images(frames)
+
+    def prompts_spy(idmap, ids):
+        seen["prompts"].append(idmap.copy())
+        reference.setdefault("map", idmap.copy())
+        return prompt_masks(idmap, ids)
+
+    monkeypatch.setattr(p, "_images", images_spy)
+    monkeypatch.setattr(p, "_prompt_masks", prompts_spy)
+    monkeypatch.setattr(p, "_compose", lambda logits, h, w: reference["map"].copy())
+    return seen
+
+
+def _rotations() -> list[np.ndarray]:
+    from tasks.geometry.camera_motion import compose
+    from tasks.geometry.rotation import rotation_matrix
+
+    steps = [(8, 3, -3), (6, -4, 4), (-5, 5, 4), (10, 2, -5)]   # a shaky handheld path, degrees
+    out, R = [np.eye(3)], np.eye(3)
+    for s in steps:
+        R = compose(R, rotation_matrix(*np.radians(s)))
+        out.append(R)
+    return out
+
+
+def _iou(a, b) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def test_derotation_shows_sam2_a_still_camera_and_rotates_masks_back(pano, monkeypatch):
+    """A still real panorama seen through a turning camera: SAM2 is shown every frame at the
+    first frame's orientation, and the id map it returns there comes back at each frame's own
+    orientation (both ids, one across the seam); a prompt on a later frame reaches SAM2
+    de-rotated too."""
+    from tasks.geometry.rotation import rotate_erp
+
+    Rs = _rotations()
+    frames = [rotate_erp(pano, R) for R in Rs]
+    prompt = _pano_prompt()
+    truth = [rotate_erp(prompt, R) for R in Rs]
+    p = make(derotate=True, chunk_frames=2)
+    seen = _spy(p, monkeypatch)
+    p.reset(frames[0], prompt)
+    out = list(p.step_many(frames[1:4]))
+    for t, idm in enumerate(out, start=1):
+        assert idm.dtype == np.uint16 and idm.shape == (PH, PW)
+        for k in (1, 2):
+            assert _iou(idm == k, truth[t] == k) > 0.9, (t, k)
+            assert _iou(idm == k, prompt == k) < 0.6          # it did move: the camera turned
+        if (truth[t][:, :4] == 1).any() and (truth[t][:, -4:] == 1).any():   # still across the seam
+            assert (idm[:, :4] == 1).any() and (idm[:, -4:] == 1).any()
+        # what SAM2 saw is the first frame, not the rotated one
+        view = seen["frames"][t].astype(np.float32)
+        assert np.abs(view - frames[0]).mean() < 0.5 * np.abs(frames[t].astype(np.float32) - frames[0]).mean()
+    assert angle_deg(p.last_motion.rotation, Rs[3] @ Rs[2].T) < 0.5 and p.last_motion.ok
+    # a prompt on a new frame (t = 4): SAM2 receives it at the reference orientation
+    p.reset(frames[4], truth[4])
+    assert _iou(seen["prompts"][-1] > 0, prompt > 0) > 0.9
+    assert _iou(p.step(frames[4]) > 0, truth[4] > 0) > 0.9
+
+
+def angle_deg(A, B) -> float:
+    from tasks.geometry.camera_motion import angle_between_deg
+
+    return angle_between_deg(A, B)
+
+
+def test_derotation_is_the_identity_for_a_still_camera(pano):
+    """Identical frames: nothing is resampled, and the masks are bit-identical to those of the
+    propagator without de-rotation (the real random-weight model runs)."""
+    frames = [pano] * 4
+    runs = []
+    for derotate in (False, True):
+        p = make(derotate=derotate)
+        p.reset(frames[0], _pano_prompt())
+        runs.append(list(p.step_many(frames[1:])))
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    assert p.last_motion.ok and angle_deg(p.last_motion.rotation, np.eye(3)) < 0.01
+
+
+def test_failed_rotation_estimates_fall_back_to_no_derotation(pano, monkeypatch):
+    """Every estimate refused (as on a cut): frames go to SAM2 as they are and the masks equal
+    the plain propagator's; the reason is kept for QA."""
+    from tasks.geometry import camera_motion
+    from tasks.geometry.rotation import rotate_erp
+
+    frames = [rotate_erp(pano, R) for R in _rotations()[:4]]
+    plain = make()
+    plain.reset(frames[0], _pano_prompt())
+    expected = list(plain.step_many(frames[1:]))
+    monkeypatch.setattr(camera_motion, "estimate_rotation", lambda a, b, **kw: camera_motion.CameraMotion(
+        np.eye(3), 0.0, 3, False, "cut"))
+    p = make(derotate=True)
+    fed = []
+    images = p._images
+    monkeypatch.setattr(p, "_images", lambda fr: fed.extend(f.copy() for f in fr) or images(fr))
+    p.reset(frames[0], _pano_prompt())
+    got = list(p.step_many(frames[1:]))
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert len(fed) == len(frames) and all(np.array_equal(f, g) for f, g in zip(fed, frames))
+    assert p.last_motion.reason == "cut" and not p.last_motion.ok
+
+
+def test_a_grey_frame_keeps_the_orientation_and_the_next_frame_finds_it_again(pano, monkeypatch):
+    """frame 2 is uniform grey (a lens cap, a fade): it keeps frame 1's orientation; frame 3 is
+    matched to frame 1, the last textured frame, so its orientation is right again."""
+    from tasks.geometry.rotation import rotate_erp
+
+    Rs = _rotations()
+    frames = [rotate_erp(pano, R) for R in Rs[:4]]
+    frames[2] = np.full_like(pano, 128)
+    p = make(derotate=True, chunk_frames=4)
+    seen = _spy(p, monkeypatch)
+    p.reset(frames[0], _pano_prompt())
+    out = list(p.step_many(frames[1:]))
+    assert p.last_motion.ok                                   # frame 3 against frame 1
+    assert _iou(out[2] > 0, rotate_erp(_pano_prompt(), Rs[3]) > 0) > 0.9
+    assert _iou(out[1] > 0, rotate_erp(_pano_prompt(), Rs[1]) > 0) > 0.9   # grey: frame 1's orientation
+    view3 = seen["frames"][3].astype(np.float32)
+    assert np.abs(view3 - frames[0]).mean() < 0.5 * np.abs(frames[3].astype(np.float32) - frames[0]).mean()
+
+
+def test_oom_retry_keeps_the_measured_orientations(pano, monkeypatch):
+    """A chunk retried after CUDA OOM is not re-measured (each frame's rotation is estimated once,
+    in order) and gives the same masks."""
+    from tasks.geometry import camera_motion
+    from tasks.geometry.rotation import rotate_erp
+
+    frames = [rotate_erp(pano, R) for R in _rotations()]
+    ref = make(derotate=True, chunk_frames=2)
+    ref.reset(frames[0], _pano_prompt())
+    expected = list(ref.step_many(frames[1:]))
+    calls = []
+    orig = camera_motion.estimate_rotation
+    monkeypatch.setattr(camera_motion, "estimate_rotation", lambda a, b, **kw: calls.append(1) or orig(a, b, **kw))
+    p = make(derotate=True, chunk_frames=4)
+    p.reset(frames[0], _pano_prompt())
+    _oom_once(monkeypatch, p.model, "forward_image", when=lambda x: x.shape[0] > 2)
+    got = list(p.step_many(frames[1:]))
+    assert p.oom_events == 1 and len(calls) == len(frames) - 1
+    assert all((a == b).mean() > 0.995 for a, b in zip(got, expected))
+
+
+def test_derotation_setting():
+    cfg = PipelineConfig()
+    assert cfg.propagate.sam2_derotate is True
+    off = cfg.with_overrides({"propagate.sam2_derotate": False, "propagate.sam2_model": "tiny",
+                              "propagate.sam2_image_size": S, "propagate.sam2_device": "cpu"})
+    assert build_sam2_propagator(off, W, allow_random_weights=True).derotate is False
+    assert build_sam2_propagator(off.with_overrides({"propagate.sam2_derotate": True}), W,
+                                 allow_random_weights=True).derotate is True
+    assert off.hash != cfg.with_overrides({"propagate.sam2_model": "tiny", "propagate.sam2_image_size": S,
+                                             "propagate.sam2_device": "cpu"}).hash
