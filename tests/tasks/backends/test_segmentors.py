@@ -62,3 +62,22 @@ def test_embedding_verifier_maps_free_text_and_refuses_nonsense():
     assert verdicts[0].label == "tree" and 0 < verdicts[0].confidence <= 1 and verdicts[0].thing_or_stuff == "stuff"
     assert verdicts[1].label == "unknown" and verdicts[1].error
     assert verdicts[2].label == "unknown" and "out of vocabulary" in verdicts[2].error
+
+
+def test_sphere_regions_join_across_the_seam_and_the_pole():
+    from tasks.backends.superpixel import SphereRegionSegmentor
+
+    h, w = 128, 256
+    img = np.full((h, w, 3), (90, 110, 90), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    seam = ((yy - 64) ** 2 + np.minimum(xx, w - xx) ** 2) <= 20 ** 2      # a disc on the seam
+    cap = yy < 24                                                         # a cap around the north pole
+    img[seam] = (200, 40, 40)
+    img[cap] = (30, 60, 200)
+    labels = SphereRegionSegmentor(slic_width=w, n_segments=300).segment(img)
+    assert labels.shape == (h, w)
+    ids, counts = np.unique(labels[seam], return_counts=True)
+    assert counts.max() / seam.sum() > 0.95          # one region holds the whole disc on the seam
+    assert (labels == ids[np.argmax(counts)])[~seam].sum() < 0.1 * seam.sum()
+    assert np.unique(labels[:6]).size == 1          # the rows around the pole are one region
+    assert not np.isin(labels[:6], labels[seam]).any()
