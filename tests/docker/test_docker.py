@@ -157,8 +157,10 @@ def test_airflow_image_lays_out_dags_and_plugins_as_airflow_expects():
     # what pip installs: the engine, not a second copy of plugins/ that would win on sys.path
     assert "plugins" not in _copies_into(text, "/opt/leader360v"), "the image installs leader360v_airflow twice"
     assert "tasks" in _copies_into(text, "/opt/leader360v")
-    # the build fails when the plugin manager loads anything but the plugin, or with an error
+    # the build fails when the plugin manager loads anything but the plugin, or with an error;
+    # Airflow's default would add its example plugins
     assert "names == ['leader360v'] and not pm.get_import_errors()" in text
+    assert "AIRFLOW__CORE__LOAD_EXAMPLES=False" in text
 
 
 # -- Kubernetes manifests --------------------------------------------------------------------------
