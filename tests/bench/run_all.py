@@ -25,6 +25,7 @@ BENCHES = {
     "airflow": ("bench_airflow.py", "Airflow as deployed: start-up, and time to a visible mistake"),
     "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),
     "geometry": ("bench_geometry.py", "Geometry speed vs py360convert"),
+    "camera_motion": ("bench_camera_motion.py", "Camera rotation between real 360° frames: error and time"),
     "propagation_memory": ("bench_propagation_memory.py", "Propagators: peak memory on long videos, speed"),
 }
 # extra arguments per benchmark
@@ -84,6 +85,15 @@ NOTES = {
         "weights — no checkpoint is obtainable here —, image size 256, CPU) vs the stock `SAM2VideoPredictor` "
         "(which preloads every frame and keeps every output), and the CPU flow propagator; seconds per frame at "
         "1024x512 on the CPU. The GPU rows (tiny/base+/large, 1/5/20 objects) run only where CUDA is available."),
+    "camera_motion": (
+        "Issue 10 §2. `tasks.geometry.camera_motion.estimate_rotation` (ORB corners spread over the sphere, "
+        "2-point rotation RANSAC on unit vectors, Kabsch, LK sub-pixel refit; work width 512) on the five real "
+        "panoramas at 1024x512, each rotated by random known rotations: *handheld* +-5 deg per axis, *large* "
+        "+-30 deg, *noisy* handheld + noise sigma 8 + JPEG 40, *moving_object* handheld + a 180x300 patch of "
+        "another panorama moving 150-400 px, *no_lk* = handheld without the LK refit (ablation). err = angle of "
+        "R_est^T R_true; *ignored_deg* = the error of assuming a still camera (the previous behaviour). "
+        "*stream_ms* = per frame in a video (each frame's features once), wall and process-CPU. Bad input: every "
+        "ordered pair of different panoramas (a cut) and grey/black frames, refused with the right reason."),
     "dag_parse": (
         "A fresh interpreter with `airflow.sdk` already imported runs the DAG file (what the dag-processor "
         "pays per parse); median and max of 5."),
