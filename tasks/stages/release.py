@@ -133,13 +133,19 @@ def prepare_candidate(store: ObjectStore, config: PipelineConfig, *, config_hash
             "no video is ready for a release: none has a committed validate stage"
             + (f" for run {config_hash}" if config_hash else "") + "; run the nightly DAG first"
         )
+    raw_docs = [store.get_bytes(r["annotations"]) for r in ready]
+    for r, data in zip(ready, raw_docs):
+        r["annotations_sha256"] = hashlib.sha256(data).hexdigest()
     latest = latest_release(store)
-    if latest is not None and sorted((v["video_id"], v["run"]) for v in latest[1].get("videos", [])) == \
-            sorted((r["video_id"], r["run"]) for r in ready):
+
+    def identity(rows):
+        return sorted((v["video_id"], v["run"], v.get("annotations_sha256")) for v in rows)
+
+    if latest is not None and identity(latest[1].get("videos", [])) == identity(ready):
         raise NothingToRelease(
-            f"release v{latest[0]} already holds exactly these {len(ready)} video(s) with these configurations; "
-            "nothing new to publish")
-    docs = [ytvis.load(store.get_json(r["annotations"])) for r in ready]
+            f"release v{latest[0]} already holds exactly these {len(ready)} video(s) with these configurations "
+            "and labels; nothing new to publish")
+    docs = [ytvis.load(json.loads(data)) for data in raw_docs]
     merged = ytvis.merge(docs)
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for v in merged["videos"]:
@@ -246,7 +252,8 @@ def publish_candidate(store: ObjectStore, candidate: str) -> dict:
         manifest = {"version": version, "candidate": candidate, "code_version": __version__,
                     "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                     "runs": sorted({r["run"] for r in videos}),
-                    "videos": [{k: r.get(k) for k in ("video_id", "key", "run", "validated", "why")} for r in videos],
+                    "videos": [{k: r.get(k) for k in ("video_id", "key", "run", "validated", "why", "annotations_sha256")}
+                               for r in videos],
                     "files": files}
         store.put_bytes(out + "manifest.json", _json(manifest))
         store.put_json(out + layout.MANIFEST, {"version": version, "manifest": "manifest.json",

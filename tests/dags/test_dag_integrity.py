@@ -43,8 +43,57 @@ def test_nightly_shape(dagbag):
     # the stages are chained in order inside the mapped group
     for a, b in zip(stages, stages[1:]):
         assert f"video.{b}" in dag.get_task(f"video.{a}").downstream_task_ids
+    # the summary runs whatever happened; the asset event and the run's verdict come after it
+    assert dag.get_task("summary").trigger_rule == "all_done"
+    assert {"video.validate", "discover"} <= dag.get_task("summary").upstream_task_ids
     pub = dag.get_task("publish_ready")
-    assert pub.trigger_rule == "all_done" and [o.name for o in pub.outlets] == ["leader360v_ready_videos"]
+    assert [o.name for o in pub.outlets] == ["leader360v_ready_videos"]
+    out = dag.get_task("outcome")
+    assert out.trigger_rule == "none_failed" and out.upstream_task_ids == {"summary", "publish_ready"}
+    assert out.downstream_task_ids == set()                  # the leaf: its state is the run's state
+    # every stage task is named by its upload in the UI
+    for s in stages:
+        assert dag.get_task(f"video.{s}").map_index_template == "{{ video_label }}"
+
+
+def test_trigger_form_refuses_unknown_settings_and_wrong_types(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dagbag.dags["leader360v_nightly"].params
+    p = params.get_param("config_overrides")
+    assert p.resolve({"refine.tau": 0.004, "video": {"fps": 10}}) == {"refine.tau": 0.004, "video": {"fps": 10}}
+    for bad, words in [({"refine.tua": 0.004}, "'refine.tua' was unexpected"),
+                       ({"refine.tau": "small"}, "'small' is not of type 'number'"),
+                       ({"refine": {"tua": 1}}, "'tua' was unexpected"),
+                       ({"video.fps": 0}, "less than or equal to the minimum")]:
+        with pytest.raises(ParamValidationError, match=words):
+            p.resolve(bad)
+    with pytest.raises(ParamValidationError):
+        params.get_param("keys").resolve(["videos/x.mp4"])      # uploads live under raw/
+    with pytest.raises(ParamValidationError):
+        params.get_param("prefix").resolve("videos/")
+
+
+def test_the_overrides_schema_knows_every_setting():
+    from leader360v_airflow import settings
+    from tasks.config import PipelineConfig
+
+    props = settings.config_overrides_schema()["properties"]
+    for section, values in PipelineConfig().model_dump(mode="json").items():
+        assert section in props
+        if isinstance(values, dict):
+            assert {f"{section}.{k}" for k in values} <= set(props)
+
+
+def test_a_wrong_execution_variable_is_an_import_error_naming_the_fix():
+    code = ("import json, sys; from airflow.dag_processing.dagbag import DagBag; "
+            f"b = DagBag(dag_folder={str(DAGS)!r}); print(json.dumps(b.import_errors))")
+    env = dict(os.environ, PYTHONPATH=str(DAGS.parent / "plugins"), AIRFLOW_VAR_LEADER360V_EXECUTION="celery")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    errors = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(errors) == 2
+    for text in errors.values():
+        assert "leader360v_execution='celery' is not an execution mode: set it to local or kubernetes" in text
 
 
 def test_release_shape(dagbag):

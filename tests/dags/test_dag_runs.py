@@ -20,6 +20,18 @@ def airflow(cmd, args, store, timeout=900):
     return subprocess.run([cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def db_rows(sql: str, *args) -> list[tuple]:
+    """Rows of the test Airflow home's metadata DB (SQLite), e.g. what the UI lists."""
+    import sqlite3
+
+    with sqlite3.connect(os.path.join(os.environ["AIRFLOW_HOME"], "airflow.db")) as con:
+        return con.execute(sql, args).fetchall()
+
+
+def last_run(dag_id: str) -> str:
+    return db_rows("select run_id from dag_run where dag_id = ? order by id desc limit 1", dag_id)[0][0]
+
+
 def run_state(proc) -> str:
     line = next((ln for ln in proc.stdout.splitlines()[::-1] if "DagRun Finished" in ln), "")
     return "success" if "state=success" in line else ("failed" if "state=failed" in line else "?")
@@ -49,7 +61,29 @@ def test_nightly_labels_good_videos_and_quarantines_bad_ones(nightly):
     assert store.get_json(layout.aliases_key(sources[first])) == sorted(twins - {first})
     q = [store.get_json(i.key) for i in store.list(layout.QUARANTINE)]
     assert [(r["key"], r["reason"]) for r in q] == [("raw/batch/notes.mp4", "not_a_video")]
-    assert "no video became ready" not in proc.stdout
+    assert "No video became ready" not in proc.stdout
+    # the run's summary: a markdown table, no Python dicts, rejected and duplicate input accounted for
+    log = proc.stdout + proc.stderr
+    assert "Run summary: 2 ready, 1 quarantined, 1 duplicate." in log
+    assert "| upload | video id | status | detail |" in log
+    assert "| `raw/batch/notes.mp4` |" in log and "| quarantined | not_a_video: " in log
+    assert f"| `{sorted(twins - {first})[0]}` | {sources[first]} | duplicate | same content as {first} |" in log
+    assert "Every upload is accounted for: 2 ready, 1 quarantined, 1 duplicate." in log
+    run_id = last_run("leader360v_nightly")
+    tis = dict(((t, m), (state, label)) for t, m, state, label in db_rows(
+        "select task_id, map_index, state, rendered_map_index from task_instance where run_id = ?", run_id))
+    assert tis[("outcome", -1)][0] == "success" and tis[("publish_ready", -1)][0] == "success"
+    # every mapped stage task is named by its upload in the UI, whatever its outcome
+    keys = {"raw/batch/clip.mp4", "raw/batch/ça tourne — 360°.mp4", "raw/batch/notes.mp4", "raw/batch/stereo.mp4"}
+    assert {label for (t, m), (_, label) in tis.items() if t == "video.ingest"} == keys
+    assert {label for (t, m), (state, label) in tis.items() if t == "video.validate" and state == "success"} == \
+        {first, "raw/batch/stereo.mp4"}
+    # the asset event names the ready videos and carries the table
+    [(extra,)] = db_rows("select e.extra from asset_event e join asset a on a.id = e.asset_id "
+                         "where a.name = 'leader360v_ready_videos' and e.source_run_id = ?", run_id)
+    extra = json.loads(extra)
+    assert sorted(extra["videos"]) == sorted(ready) and extra["counts"] == {"ready": 2, "quarantined": 1, "duplicate": 1}
+    assert extra["summary"].startswith("| upload | video id | status | detail |")
 
 
 def test_release_publishes_then_a_failing_gate_publishes_nothing(nightly, airflow_db):
@@ -59,6 +93,15 @@ def test_release_publishes_then_a_failing_gate_publishes_nothing(nightly, airflo
     assert release.published_versions(store) == [1]
     m = store.get_json(layout.release_prefix(1) + "manifest.json")
     assert sum(1 for f in m["files"] if f.startswith("Annotations/")) == 16 + 10
+    assert "data_docs/index.html" in m["files"] and "gx_report.json" in m["files"]
+    # the releases asset event says which version, where, and how much
+    run_id = last_run("leader360v_release")
+    [(extra,)] = db_rows("select e.extra from asset_event e join asset a on a.id = e.asset_id "
+                         "where a.name = 'leader360v_releases' and e.source_run_id = ?", run_id)
+    extra = json.loads(extra)
+    assert extra["version"] == 1 and extra["uri"] == store.uri(layout.release_prefix(1))
+    assert extra["videos"] == 2 and extra["objects"] > 0 and extra["data_docs"].endswith("data_docs/index.html")
+    assert "quality gate passed: " in proc.stdout + proc.stderr
     # corrupt one ready video's labels: the gate must fail and v2 must not appear
     r = release.ready_videos(store)[0]
     qa = store.get_json(layout.manifest_key(r["video_id"], r["run"], "qa"))

@@ -222,7 +222,9 @@ def test_nightly_runs_in_kubernetes_mode_with_simulated_pods(airflow_db, tiny_cl
     script = tmp_path / "fake_run.py"
     script.write_text(FAKE_RUN)
     env = dict(os.environ, LEADER360V_EXECUTION="kubernetes", LEADER360V_STORE=str(store.root),
-               FAKE_PODS_OUT=str(out), PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO)]))
+               FAKE_PODS_OUT=str(out), PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
+               # discover checks the connection that starts the pods exists (as the Helm values set it)
+               AIRFLOW_CONN_KUBERNETES_DEFAULT=json.dumps({"conn_type": "kubernetes", "extra": {"in_cluster": True}}))
     overrides = {"refine.tau": 0.004}
     proc = subprocess.run([sys.executable, str(script), "dags", "test", "leader360v_nightly", "-c",
                            json.dumps({"prefix": "raw/k/", "config_overrides": overrides})],
@@ -250,8 +252,20 @@ def test_nightly_runs_in_kubernetes_mode_with_simulated_pods(airflow_db, tiny_cl
     for c in chain[1:]:
         assert c["args"][1:5] == ["--video-id", video_id, "--run", run]
     # publish_ready saw the same rows as in local mode
-    assert f"'key': '{good}', 'status': 'ready'" in log
-    assert "'key': 'raw/k/notes.mp4', 'status': 'quarantined'" in log
+    assert f"| `{good}` | {video_id} | ready | run {run} |" in log
+    assert "| `raw/k/notes.mp4` |" in log and "| quarantined | not_a_video: " in log
+    assert "Every upload is accounted for: 1 ready, 1 quarantined, 1 duplicate." in log
+    # the pod tasks are named by their upload in the UI too (map_index_template renders)
+    import sqlite3
+
+    with sqlite3.connect(os.path.join(os.environ["AIRFLOW_HOME"], "airflow.db")) as con:
+        [(run_id,)] = con.execute("select run_id from dag_run where dag_id = 'leader360v_nightly' "
+                                  "order by id desc limit 1").fetchall()
+        labels = con.execute("select task_id, map_index, rendered_map_index from task_instance "
+                             "where run_id = ? and task_id like 'video.%'", (run_id,)).fetchall()
+    assert {label for t, _, label in labels if t == "video.ingest"} == {"raw/k/clip.mp4", "raw/k/dup.mp4",
+                                                                          "raw/k/notes.mp4"}
+    assert {label for t, m, label in labels if m == index} == {good}
     # every pod the run built (with its task-instance labels) is a valid Kubernetes object
     for path in out.glob("*.pod.json"):
         pod = json.loads(path.read_text())
