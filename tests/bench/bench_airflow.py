@@ -110,7 +110,7 @@ def main() -> dict:
             dep.lay_out()
             dep.start_standalone()
             try:
-                rows += startup(dep, "airflow standalone (creates its database)")
+                rows += startup(dep, "airflow standalone (creates its database; api-server with the default 4 workers)")
             finally:
                 dep.stop()
         summary["standalone_dags_listed_s"] = rows[-2]["seconds"]
@@ -125,7 +125,7 @@ def main() -> dict:
         dep.airflow("pools", "import", str(dep.home / "leader360v" / "pools.json"))
         dep.start()
         try:
-            rows += startup(dep, "4 components")
+            rows += startup(dep, "4 components (api-server --workers 1)")
             summary["components_dags_listed_s"] = rows[-2]["seconds"]
             if not a.skip_typo:
                 prepare_runs(dep)

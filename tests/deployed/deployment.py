@@ -178,6 +178,7 @@ class Deployment:
         """The four components as separate processes (after :meth:`init`)."""
         self.started_at = time.monotonic()
         for name in COMPONENTS:
+            # one api-server worker: each of the default 4 loads the whole app (~1 min to start on 2 busy cores)
             args = [name] + (["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
                              if name == "api-server" else [])
             with open(self.logs / f"{name}.log", "wb") as log:   # the child keeps its own descriptor
