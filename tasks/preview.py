@@ -10,6 +10,7 @@ import colorsys
 
 import cv2
 import numpy as np
+from scipy.ndimage import find_objects
 
 from tasks.geometry.components import wrap_components
 
@@ -30,7 +31,8 @@ def palette(n: int = 65536) -> np.ndarray:
 _PALETTE = palette()
 
 
-def _label_anchor(mask: np.ndarray) -> tuple[int, int] | None:
+def _label_anchor(mask: np.ndarray, row0: int = 0) -> tuple[int, int] | None:
+    """Centre of the largest seam-aware component of ``mask`` (rows ``row0..`` of the frame)."""
     comp, n = wrap_components(mask)
     if n == 0:
         return None
@@ -42,7 +44,7 @@ def _label_anchor(mask: np.ndarray) -> tuple[int, int] | None:
     # circular mean of the columns, so a component across the seam is centred correctly
     ang = xs / w * 2 * np.pi
     cx = int(round((np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) % (2 * np.pi)) / (2 * np.pi) * w)) % w
-    return cx, int(ys.mean())
+    return cx, int(ys.mean()) + row0
 
 
 def render(frame: np.ndarray, idmap: np.ndarray, names: dict[int, str], *, alpha: float = 0.45,
@@ -63,10 +65,14 @@ def render(frame: np.ndarray, idmap: np.ndarray, names: dict[int, str], *, alpha
     out[edge] = (out[edge] * 0.3).astype(np.uint8) + (color[edge] * 0.7).astype(np.uint8)
     scale = max(0.35, w / 2048 * 0.9)
     thick = max(1, int(round(w / 1024)))
-    for tid in np.unique(idmap).tolist():
-        if tid == 0:
+    # each object's rows in one pass over the map; its components are found on those rows only
+    # (full width, so the seam still joins): per-object work on the whole frame made the preview
+    # a second per frame with a hundred objects (issue 10)
+    for tid, band in enumerate(find_objects(idmap), start=1):   # index i holds label i + 1
+        if band is None:
             continue
-        anchor = _label_anchor(idmap == tid)
+        rows = band[0]
+        anchor = _label_anchor(idmap[rows] == tid, rows.start)
         if anchor is None:
             continue
         text = f"{tid}:{names.get(tid, '?')}"

@@ -118,17 +118,32 @@ class BFoV:
 _MAX_POINTS = 50_000
 
 
+def _row_band(mask: np.ndarray, margin: int = 0) -> tuple[int, int] | None:
+    """Rows ``[r0, r1)`` holding the mask's pixels, widened by ``margin`` rows where the image
+    has them; None for an empty mask. Per-mask work on the band instead of the whole frame is
+    what keeps per-object, per-frame geometry cheap (a 20-row object in a 512-row frame)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    return max(0, int(rows[0]) - margin), min(mask.shape[0], int(rows[-1]) + 1 + margin)
+
+
 def spherical_centroid(mask: np.ndarray) -> tuple[float, float] | None:
     """Solid-angle weighted mean direction of a mask, as (lon, lat) radians; None if empty or
     if the mask is balanced around the centre of the sphere (no meaningful centre)."""
     mask = np.asarray(mask, dtype=bool)
     h, w = mask.shape
+    band = _row_band(mask)
+    if band is None:
+        return None
+    r0, r1 = band
     lon, lat = lonlat_axes(h, w)
-    m = mask.astype(np.float64)
+    lat = lat[r0:r1]
+    m = mask[r0:r1].astype(np.float64)
     # sum over pixels of w_row * (cos lat cos lon, cos lat sin lon, sin lat), as matrix products
-    per_row = m @ np.stack([np.cos(lon), np.sin(lon)], axis=1)  # (H, 2)
+    per_row = m @ np.stack([np.cos(lon), np.sin(lon)], axis=1)  # (rows, 2)
     counts = m.sum(axis=1)
-    wr = row_solid_angles(h, w)
+    wr = row_solid_angles(h, w)[r0:r1]
     total = float(counts @ wr)
     if total == 0:
         return None
@@ -153,8 +168,12 @@ def bfov(mask: np.ndarray) -> BFoV | None:
         return None if not mask.any() else BFoV(0.0, 0.0, 360.0, 180.0)
     # the extremes of the rotated lon/lat lie on the outline; fall back to all pixels for a
     # mask without one (the whole sphere)
-    outline = boundary(mask, wrap=True)
-    ys, xs = np.nonzero(outline if outline.any() else mask)
+    # the outline on the mask's rows plus one (the rows around are empty, as in the full frame)
+    r0, r1 = _row_band(mask, margin=1)
+    band = mask[r0:r1]
+    outline = boundary(band, wrap=True)
+    ys, xs = np.nonzero(outline if outline.any() else band)
+    ys = ys + r0
     if ys.size > _MAX_POINTS:
         step = int(np.ceil(ys.size / _MAX_POINTS))
         ys, xs = ys[::step], xs[::step]

@@ -35,7 +35,16 @@ def drop_small_ids(idmap: np.ndarray, min_area: int) -> np.ndarray:
     return idmap
 
 
-def track_areas(idmap: np.ndarray) -> dict[int, int]:
-    counts = np.bincount(idmap.ravel())
+def track_areas(idmap: np.ndarray, sphere: bool = False) -> dict[int, int]:
+    """Pixels of every id. ``sphere``: solid angle instead, in units of an equator pixel, so an
+    object the camera turns towards a pole does not "grow" (ERP stretches a row at latitude phi
+    by 1/cos(phi): twice the pixels at 60 deg), nor "drop" on its way back (issue 10)."""
+    if not sphere:
+        counts = np.bincount(idmap.ravel())
+    else:
+        h, w = idmap.shape
+        rw = row_solid_angles(h, w)
+        weights = np.broadcast_to((rw / rw.max())[:, None], (h, w)).ravel()
+        counts = np.rint(np.bincount(idmap.ravel(), weights=weights))
     ids = np.flatnonzero(counts)
     return {int(i): int(counts[i]) for i in ids if i > 0}

@@ -6,17 +6,30 @@ import each other (issue 10, "The house").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.backends.superpixel import to_lab
+from tasks.geometry.rotation import rotate_erp
 from tasks.labeling import prompts as prompts_mod
+from tasks.labeling.coverage import coverage, track_areas
+from tasks.labeling.mcr import route_and_fill
+from tasks.labeling.merge import Contacts
+from tasks.labeling.relink import RelinkState, relink, remember, rotate_state
+from tasks.labeling.sdr import FrameObjects
+from tasks.labeling.tracks import Track
 from tasks.video.framestore import Frames
 
 
 def follow(frames: Frames, start: int, idmap: np.ndarray, propagator, prompts=None, *,
-           chunk: int = 1, every: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(t, frame, idmap)`` from ``start`` on.
+           chunk: int = 1, every: int = 0, motions: bool = False) -> Iterator[tuple]:
+    """Yield ``(t, frame, idmap)`` from ``start`` on; with ``motions``, ``(t, frame, idmap, motion)``
+    where ``motion`` is the camera motion the propagator measured for that frame (its
+    ``last_motion`` after a single step) or None (first frame, batched steps, or a propagator
+    that does not measure it).
 
     The caller may ``propagator.reset`` after an item to correct the state (the tracking pass
     does, at its check frames, every ``every`` frames); the next step continues from there. A
@@ -31,7 +44,7 @@ def follow(frames: Frames, start: int, idmap: np.ndarray, propagator, prompts=No
     if first is None:
         return
     propagator.reset(first, idmap)
-    yield start, first, idmap
+    yield (start, first, idmap, None) if motions else (start, first, idmap)
     t = start + 1
     while t < len(frames):
         n = 1
@@ -44,11 +57,263 @@ def follow(frames: Frames, start: int, idmap: np.ndarray, propagator, prompts=No
                     break
         batch = [next(it) for _ in range(n)]
         outs = list(many(batch)) if n > 1 else [propagator.step(batch[0])]
+        motion = getattr(propagator, "last_motion", None) if n == 1 else None
         for frame, cur in zip(batch, outs):
             if prompts is not None:
                 p = prompts.at(t, width)
                 if p is not None:
                     cur = prompts_mod.apply(cur, p)
                     propagator.reset(frame, cur)
-            yield t, frame, cur
+            yield (t, frame, cur, motion) if motions else (t, frame, cur)
             t += 1
+
+
+class StepCounter:
+    """A propagator seen through a counter of the frames it was stepped over.
+
+    The tracking pass runs the propagator once per frame (issue 10 §3: on a GPU SAM2 ran over
+    every video twice, once in propagate and once in refine); ``steps`` is how that is checked.
+    Everything else (``reset``, ``hidden_objects``, ``last_motion`` ...) is the propagator's own.
+    """
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.steps = 0
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        self.steps += 1
+        return self._inner.step(frame)
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if name != "step_many":
+            return attr
+
+        def step_many(frames):
+            for out in attr(frames):
+                self.steps += 1
+                yield out
+
+        return step_many
+
+
+@dataclass
+class _Before:
+    """The frame before the next check (MCR's t-1)."""
+
+    idmap: np.ndarray
+    rgb: np.ndarray
+
+
+class TrackingPass:
+    """Following the video once, with the auto-refine phase at its check frames [M §1.2(e), §1.3].
+
+    On the check grid (``t % ceil(fps / 5) == 0``) a frame is re-annotated when
+
+    * its coverage falls under rho = r0 - tau * ceil(fps / 5) (r0 = coverage of frame 0), measured
+      on the sphere by default (the method uses pixels, see :mod:`tasks.labeling.coverage`);
+    * an object's area (solid angle) dropped by more than half since the previous check [M §6 row 2];
+    * a keyframe is due (every ``keyframe_interval_s``; the coverage rule cannot see an object that
+      appears in front of labeled background).
+
+    A coverage drop alone goes to MCR (:mod:`tasks.labeling.mcr`), with the t-1 map moved by the
+    camera rotation; otherwise the fresh SDR is re-linked to the current tracks
+    (:mod:`tasks.labeling.relink`), and following resumes from the corrected map: the propagator
+    steps over every frame exactly once (``counter.steps``). A track the fresh SDR shows to be a
+    piece of another object is marked ``merged_into`` (the ``refine`` stage then rewrites the
+    earlier frames).
+
+    Camera motion (issue 10 §2): every frame's rotation from the previous one is recorded
+    (``camera``); the remembered positions of lost tracks move with it, so re-identification
+    looks for them where the scene carried them. A cut (the rotation estimator's reason
+    ``cut``: nothing in the two frames agrees) is not followed across: the frame is re-proposed
+    from scratch and every object on it gets a new id.
+    """
+
+    def __init__(self, config, *, fps: float, first: np.ndarray, tracks: dict[int, Track], propagator,
+                 annotate: Callable[[np.ndarray], FrameObjects], prompts=None,
+                 question: Callable | None = None, estimate: Callable | None = None) -> None:
+        rc = config.refine
+        self.config = config
+        self.rc = rc
+        self.fps = fps
+        self.tracks = tracks
+        self.first = first
+        self.counter = StepCounter(propagator)
+        self.annotate = annotate
+        self.prompts = prompts
+        self.question = question            # (prev_rgb, prev_idmap, rgb) -> ask(region, track) | None
+        self.estimate = estimate            # (prev_rgb, rgb) -> CameraMotion, when the propagator has none
+        width = first.shape[1]
+        self.step = config.refine_step(fps)
+        self.key_every = 0
+        if rc.keyframe_interval_s > 0:
+            self.key_every = max(self.step, int(round(rc.keyframe_interval_s * fps / self.step)) * self.step)
+        # the per-object trigger watches objects of some size; slivers come and go by themselves
+        self.min_area = max(4 * config.min_area(width, config.propagate.min_area_px_at_2048),
+                            int(5e-4 * width * width / 2))
+        self.r0 = coverage(first, rc.coverage)
+        self.rho = self.r0 - rc.tau * self.step
+        self.state = RelinkState()
+        self.last_areas = track_areas(first, sphere=True)
+        self.events: list[dict] = []
+        self.checks = 0
+        self.coverage_pixel: list[float] = []
+        self.coverage_sphere: list[float] = []
+        self.camera: list[dict] = []
+        self.contacts = Contacts() if rc.merge_split_tracks else None
+        if self.contacts is not None:
+            self.contacts.observe(first, tracks)
+        self._before: _Before | None = None
+        self._orientation = np.eye(3)
+
+    @property
+    def steps_per_frame(self) -> float:
+        """Propagator steps per frame after the first (the first is the prompt itself): 1.0."""
+        n = len(self.coverage_sphere)
+        return round(self.counter.steps / (n - 1), 4) if n > 1 else 0.0
+
+    def run(self, frames) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(t, frame, idmap)``: the final id map of every frame, in order."""
+        prev_rgb = None
+        for t, frame, idm, motion in follow(frames, 0, self.first, self.counter, self.prompts,
+                                             chunk=self.config.propagate.sam2_chunk_frames, every=self.step,
+                                             motions=True):
+            if t > 0 and motion is None and self.estimate is not None:
+                motion = self.estimate(prev_rgb, frame)
+            self._record_camera(t, motion)
+            if motion is not None and motion.ok:
+                rotate_state(self.state, motion.rotation)
+            if t > 0 and motion is not None and motion.reason == "cut":
+                idm = self._cut(t, frame)
+            elif t > 0 and t % self.step == 0:
+                idm = self._check(t, frame, idm, motion)
+            if t % self.step == self.step - 1 or self.step == 1:
+                self._before = _Before(idm, frame)
+            self.coverage_pixel.append(round(coverage(idm, "pixel"), 5))
+            self.coverage_sphere.append(round(coverage(idm, "sphere"), 5))
+            prev_rgb = frame
+            yield t, frame, idm
+
+    @property
+    def coverage_series(self) -> list[float]:
+        return self.coverage_sphere if self.rc.coverage == "sphere" else self.coverage_pixel
+
+    def _record_camera(self, t: int, motion) -> None:
+        if t == 0 or motion is None:
+            rec = {"frame": t, "ok": t == 0, "reason": None if t == 0 else "not_estimated"}
+            if t > 0:
+                rec["orientation_ypr_deg"] = self.camera[-1]["orientation_ypr_deg"]
+            else:
+                rec["orientation_ypr_deg"] = [0.0, 0.0, 0.0]
+            self.camera.append(rec)
+            return
+        rec = {"frame": t, **motion.as_dict(), "ypr_deg": _camera_ypr_deg(motion.rotation)}
+        if motion.ok:
+            self._orientation = motion.rotation @ self._orientation
+        # an unreliable step counts as no motion: the error stays bounded by that one step
+        rec["orientation_ypr_deg"] = _camera_ypr_deg(self._orientation)
+        self.camera.append(rec)
+
+    def _cut(self, t: int, frame: np.ndarray) -> np.ndarray:
+        """A new scene: fresh SDR, every object a new track, nothing carried across."""
+        fresh = self.annotate(frame)
+        nxt = max(self.tracks, default=0) + 1
+        lut = np.zeros(int(fresh.idmap.max(initial=0)) + 1, np.uint16)
+        new = []
+        for oid in sorted(fresh.objects):
+            if oid >= lut.size or not (fresh.idmap == oid).any():
+                continue
+            obj = fresh.objects[oid]
+            self.tracks[nxt] = Track(obj["category"], bool(obj["isthing"]),
+                                     dict(obj.get("provenance", {}), found_at_frame=t, via="cut"),
+                                     born=t, origin="refine")
+            lut[oid] = nxt
+            new.append(nxt)
+            nxt += 1
+        idm = lut[fresh.idmap]
+        p = self.prompts.at(t, idm.shape[1]) if self.prompts is not None else None
+        if p is not None:
+            idm = prompts_mod.apply(idm, p)
+        self.counter.reset(frame, idm)
+        self.state = RelinkState()           # no re-identification across a cut
+        self._before = None
+        self.last_areas = track_areas(idm, sphere=True)
+        cov = coverage(idm, self.rc.coverage)
+        self.events.append({"frame": t, "trigger": ["cut"], "mode": "cut", "new": new,
+                            "coverage_after": round(cov, 4)})
+        return idm
+
+    def _check(self, t: int, frame: np.ndarray, idm: np.ndarray, motion) -> np.ndarray:
+        rc = self.rc
+        self.checks += 1
+        cov = coverage(idm, rc.coverage)
+        areas = track_areas(idm, sphere=True)
+        reasons = []
+        if cov < self.rho:
+            reasons.append("coverage")
+        dropped = [k for k, a in self.last_areas.items()
+                   if a >= self.min_area and areas.get(k, 0) < (1 - rc.area_drop) * a]
+        if dropped:
+            reasons.append("area_drop")
+        if self.key_every and t % self.key_every == 0:
+            reasons.append("keyframe")
+        if self.contacts is not None:
+            self.contacts.observe(idm, self.tracks)
+        lab = to_lab(frame)
+        if reasons == ["coverage"] and rc.mcr:
+            before = self._before_moved(motion)
+            prev_idm = before.idmap if before is not None else None
+            prev_rgb = before.rgb if before is not None else None
+            ask = self.question(prev_rgb, prev_idm, frame) if self.question is not None and before else None
+            idm, event = route_and_fill(idm, prev_idm, lab, to_lab(prev_rgb) if prev_rgb is not None else None,
+                                        self.tracks, frame=t, annotate=self.annotate, rgb=frame,
+                                        min_area=self.min_area, ask=ask)
+            event.update(trigger=reasons, mode="mcr", coverage_before=round(cov, 4),
+                         coverage_after=round(coverage(idm, rc.coverage), 4))
+            self.events.append(event)
+            self.counter.reset(frame, idm)
+            areas = track_areas(idm, sphere=True)
+        elif reasons:
+            fresh = self.annotate(frame)
+            may_merge = self.contacts.may_merge if self.contacts is not None else None
+            idm, event = relink(idm, fresh, self.tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=self.state,
+                                max_lost_frames=int(round(3 * self.fps)),
+                                hidden=self.counter.hidden_objects(idm.shape), min_new_area=self.min_area,
+                                keep_unmatched=rc.keep_unmatched_tracks, may_merge=may_merge)
+            p = self.prompts.at(t, idm.shape[1]) if self.prompts is not None else None
+            if p is not None:
+                idm = prompts_mod.apply(idm, p)
+            event.update(trigger=reasons, mode="re-sdr", coverage_before=round(cov, 4),
+                         coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
+            self.events.append(event)
+            self.counter.reset(frame, idm)
+            self.counter.forget(t_piece for t_piece, _, _ in event.get("merged", []))
+            areas = track_areas(idm, sphere=True)
+        remember(self.state, idm, lab, t, self.tracks)
+        self.last_areas = areas
+        return idm
+
+    def _before_moved(self, motion) -> _Before | None:
+        """The frame before this check, moved by the camera rotation between the two: MCR's "lies
+        where a track was at t-1" must compare places in the scene, not pixel positions (under a
+        10 deg/s pan at 30 fps the raw t-1 map is off by 6 px at 1024 px)."""
+        b = self._before
+        if b is None or motion is None or not motion.ok or motion.angle_deg < 1e-3:
+            return b
+        return _Before(rotate_erp(b.idmap, motion.rotation, interpolation="nearest"),
+                       rotate_erp(b.rgb, motion.rotation))
+
+
+def _camera_ypr_deg(R: np.ndarray) -> list[float]:
+    """Yaw, pitch, roll (degrees) of the camera orientation whose content motion is ``R``.
+
+    The camera turned by ``C = R.T = rotation_matrix(yaw, pitch, roll)`` (the convention of
+    :mod:`tasks.geometry.rotation`): its first column is the viewing direction (yaw, pitch), and
+    its third row is ``(sin pitch, cos pitch sin roll, cos pitch cos roll)``.
+    """
+    C = np.asarray(R, dtype=np.float64).T
+    yaw = math.atan2(C[1, 0], C[0, 0])
+    pitch = math.asin(max(-1.0, min(1.0, C[2, 0])))
+    roll = math.atan2(C[2, 1], C[2, 2])
+    return [round(math.degrees(a), 4) for a in (yaw, pitch, roll)]

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from tasks.geometry.components import spherical_centroid
+from tasks.geometry.erp import lonlat_axes, lonlat_to_vec, row_solid_angles, spherical_area, vec_to_lonlat
+from tasks.geometry.rotation import rotate_lonlat
 from tasks.labeling.overlap import pair_stats
 from tasks.labeling.sdr import FrameObjects
 from tasks.labeling.tracks import Track
@@ -71,9 +74,6 @@ def _look(mask: np.ndarray, lab: np.ndarray, frame: int) -> LostTrack | None:
     c = spherical_centroid(mask)
     if c is None:
         return None
-    h, w = mask.shape
-    from tasks.geometry.erp import spherical_area
-
     area = spherical_area(mask)
     radius = float(np.arccos(max(-1.0, 1.0 - area / (2 * np.pi))))  # cap of the same solid angle
     return LostTrack(frame, c, radius, lab[mask].mean(axis=0))
@@ -85,17 +85,71 @@ def _angle(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def remember(state: RelinkState, idmap: np.ndarray, lab: np.ndarray, frame: int, tracks: dict[int, Track]) -> None:
-    """Update the look of visible things and move vanished ones to the lost list."""
+    """Update the look of visible things and move vanished ones to the lost list.
+
+    One pass over the pixels for all tracks (bincounts), not one mask per track: on real footage
+    with a hundred tracks, per-track masks made this the most expensive part of a check.
+    """
     present = set(np.unique(idmap).tolist()) - {0}
+    things = [tid for tid in present if tracks.get(tid) and tracks[tid].isthing]
+    state.last_seen.update(looks(idmap, lab, frame, things))
     for tid in present:
-        if tracks.get(tid) and tracks[tid].isthing:
-            look = _look(idmap == tid, lab, frame)
-            if look is not None:
-                state.last_seen[tid] = look
         state.lost.pop(tid, None)
     for tid in list(state.last_seen):
         if tid not in present:
             state.lost[tid] = state.last_seen.pop(tid)
+
+
+def looks(idmap: np.ndarray, lab: np.ndarray, frame: int, ids) -> dict[int, LostTrack]:
+    """The look (:class:`LostTrack`) of every id in ``ids`` in one pass over the pixels.
+
+    Same quantities as one mask at a time: the solid-angle weighted mean direction
+    (:func:`~tasks.geometry.components.spherical_centroid`), the angular radius of a cap of the
+    same solid angle, and the mean CIELAB colour.
+    """
+    ids = [int(i) for i in ids]
+    if not ids:
+        return {}
+    h, w = idmap.shape
+    flat = idmap.ravel()
+    n = int(flat.max()) + 1
+    wv = _weighted_vectors(h, w)           # (4, H*W): solid angle, and solid angle * unit vector
+    area = np.bincount(flat, weights=wv[0], minlength=n)
+    vec = np.stack([np.bincount(flat, weights=wv[k], minlength=n) for k in (1, 2, 3)], axis=1)
+    count = np.bincount(flat, minlength=n).astype(np.float64)
+    lab2 = lab.reshape(-1, 3)
+    color = np.stack([np.bincount(flat, weights=lab2[:, c], minlength=n) for c in range(3)], axis=1)
+    out: dict[int, LostTrack] = {}
+    for tid in ids:
+        if tid >= n or count[tid] == 0:
+            continue
+        v = vec[tid]
+        if np.linalg.norm(v) < 1e-9 * area[tid]:
+            continue  # balanced around the centre of the sphere: no meaningful centre
+        lon, lat = vec_to_lonlat(v)
+        radius = float(np.arccos(max(-1.0, 1.0 - area[tid] / (2 * np.pi))))  # cap of the same solid angle
+        out[tid] = LostTrack(frame, (float(lon), float(lat)), radius, (color[tid] / count[tid]).astype(np.float32))
+    return out
+
+
+@lru_cache(maxsize=4)
+def _weighted_vectors(h: int, w: int) -> np.ndarray:
+    lon, lat = lonlat_axes(h, w)
+    wr = np.broadcast_to(row_solid_angles(h, w)[:, None], (h, w))
+    v = lonlat_to_vec(lon[None, :], lat[:, None])
+    out = np.stack([wr, wr * v[..., 0], wr * v[..., 1], wr * v[..., 2]]).reshape(4, -1)
+    out.flags.writeable = False
+    return out
+
+
+def rotate_state(state: RelinkState, R: np.ndarray) -> None:
+    """Carry the remembered positions along with a camera rotation ``R`` (content at ``v`` is
+    now at ``R @ v``): where a lost object should come back is where it was *in the scene*, so
+    under a moving camera its remembered centroid moves with the sphere (issue 10 §2)."""
+    for book in (state.lost, state.last_seen):
+        for look in book.values():
+            lon, lat = rotate_lonlat(R, look.centroid[0], look.centroid[1])
+            look.centroid = (float(lon), float(lat))
 
 
 def relink(

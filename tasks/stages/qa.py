@@ -12,7 +12,11 @@ Flags, beyond the method's coverage check [M §1.4, §6 row 10]:
 * ``coverage_dip``: frames whose coverage stays under rho after refinement;
 * ``seam_discontinuity``: rows where the image continues across the left/right border but the
   ids do not (an object split by the seam);
-* ``fragmented``: a thing whose mask falls into several sizeable seam-aware pieces.
+* ``fragmented``: a thing whose mask falls into several sizeable seam-aware pieces;
+* ``camera_motion``: frames where the camera rotation could not be estimated, one flag per
+  reason (``uniform``: no texture, e.g. a grey or black frame; ``cut``: a new scene, whose labels
+  were re-proposed with new ids; ``too_few_matches`` / ``low_inliers``: motion blur, a large
+  object filling the view) — the propagator followed those frames by flow alone (issue 10).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.ndimage import find_objects
 from tqdm import tqdm
 
 from tasks.config import PipelineConfig
@@ -55,6 +60,8 @@ def seam_mismatch(frame: np.ndarray, idmap: np.ndarray) -> float:
 
 
 def _fragments(mask: np.ndarray) -> int:
+    """Sizeable seam-aware pieces of a mask (given on the object's rows only: the count is the
+    same, and the work is the object's, not the frame's)."""
     comp, n = wrap_components(mask)
     if n <= 1:
         return n
@@ -77,29 +84,48 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     fragmented: dict[int, list[int]] = {}
     prev_w = min(config.qa.preview_width, width)
     prev_w -= prev_w % 2
+    things = np.zeros(max(tracks, default=0) + 1, bool)
+    for k, tr in tracks.items():
+        things[k] = tr.isthing
+    source = store.get_json(inputs.output_key(store, "ingest", "source"))
+    info = ytvis.VideoInfo(
+        uid=inputs.video_id, width=width, height=height, length=n, fps=fps,
+        file_names=[f"{inputs.video_id}/{i:05d}.jpg" for i in range(n)], config_hash=config.hash,
+        # filled by the frame pass below; build_video reads it after the last frame
+        empty_frames=empty_frames, extra={"source_key": source["key"], "source_sha256": source["sha256"]},
+    )
+    track_info = {k: ytvis.TrackInfo(k, t.category, dict(t.provenance, origin=t.origin, born=t.born))
+                  for k, t in tracks.items()}
+
+    def frame_pass(mp4, bar):
+        """Every frame once: its id map decoded once for the flags, the preview and the release."""
+        for t, frame in enumerate(frames.iter(0)):
+            idm = idmap_png.decode_png(store.get_bytes(f"{iprefix}{t:05d}.png"))
+            counts = np.bincount(idm.ravel())
+            ids = np.flatnonzero(counts)
+            if not ids.size or (ids.size == 1 and ids[0] == 0):
+                empty_frames.append(t)
+            bands = find_objects(idm)
+            for tid in ids[ids > 0].tolist():
+                c = int(counts[tid])
+                present.setdefault(tid, []).append(t)
+                if c > worst_frame.get(tid, (0, 0))[0]:
+                    worst_frame[tid] = (c, t)
+                if tid < things.size and things[tid] and _fragments(idm[bands[tid - 1][0]] == tid) > 1:
+                    fragmented.setdefault(tid, []).append(t)
+            if coverage(idm, config.refine.coverage) < rho:
+                dips.append(t)
+            if seam_mismatch(frame, idm) > _SEAM_ROWS_FLAG:
+                seam_frames.append(t)
+            mp4.write(render(frame, idm, names, width=prev_w))
+            bar.update(1)
+            yield idm
+
     with tempfile.TemporaryDirectory(prefix="l360-qa-") as tmp:
         preview_path = Path(tmp) / "preview.mp4"
         bar = tqdm(total=n, desc="qa", unit="frame", disable=not inputs.params.get("progress") or None)
         with Mp4Writer(preview_path, prev_w, prev_w // 2, fps) as mp4:
-            for t, frame in enumerate(frames.iter(0)):
-                idm = idmap_png.decode_png(store.get_bytes(f"{iprefix}{t:05d}.png"))
-                ids, counts = np.unique(idm, return_counts=True)
-                if ids.size == 1 and ids[0] == 0:
-                    empty_frames.append(t)
-                for tid, c in zip(ids.tolist(), counts.tolist()):
-                    if tid == 0:
-                        continue
-                    present.setdefault(tid, []).append(t)
-                    if c > worst_frame.get(tid, (0, 0))[0]:
-                        worst_frame[tid] = (c, t)
-                    if tracks.get(tid) is not None and tracks[tid].isthing and _fragments(idm == tid) > 1:
-                        fragmented.setdefault(tid, []).append(t)
-                if coverage(idm, config.refine.coverage) < rho:
-                    dips.append(t)
-                if seam_mismatch(frame, idm) > _SEAM_ROWS_FLAG:
-                    seam_frames.append(t)
-                mp4.write(render(frame, idm, names, width=prev_w))
-                bar.update(1)
+            doc = ytvis.build_video(info, frame_pass(mp4, bar), track_info)
         bar.close()
         writer.put_file("preview.mp4", preview_path, "video/mp4")
 
@@ -126,6 +152,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     if seam_frames:
         flags.append({"type": "seam_discontinuity", "frames": _runs(seam_frames),
                       "message": "ids change across the left/right border where the image continues"})
+    flags.extend(camera_flags(_camera_frames(store, inputs)))
 
     crops = 0
     for f in flags:
@@ -138,19 +165,6 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
             f["crop"] = writer.put_bytes(f"review/track{tid:05d}_frame{t:05d}.jpg", encode_jpeg(crop, 90), "image/jpeg")
             crops += 1
 
-    def idmaps():
-        for t in range(n):
-            yield idmap_png.decode_png(store.get_bytes(f"{iprefix}{t:05d}.png"))
-
-    source = store.get_json(inputs.output_key(store, "ingest", "source"))
-    info = ytvis.VideoInfo(
-        uid=inputs.video_id, width=width, height=height, length=n, fps=fps,
-        file_names=[f"{inputs.video_id}/{i:05d}.jpg" for i in range(n)], config_hash=config.hash,
-        empty_frames=empty_frames, extra={"source_key": source["key"], "source_sha256": source["sha256"]},
-    )
-    track_info = {k: ytvis.TrackInfo(k, t.category, dict(t.provenance, origin=t.origin, born=t.born))
-                  for k, t in tracks.items()}
-    doc = ytvis.build_video(info, idmaps(), track_info)
     writer.put_json("annotations.json", doc)
     writer.put_json("flags.json", {"video_id": inputs.video_id, "rho": rho, "flags": flags})
     counts: dict[str, int] = {}
@@ -163,6 +177,38 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         stats={"frames": n, "objects": len(doc["annotations"]), "flags": counts, "empty_frames": len(empty_frames),
                "coverage_dips": len(dips), "seam_discontinuity_frames": len(seam_frames)},
     )
+
+
+_CAMERA_MESSAGES = {
+    "cut": "a new scene starts here: its objects were proposed anew, with new ids (nothing dragged across)",
+    "uniform": "no texture to measure the camera on (a grey or black frame): followed by optical flow alone",
+    "too_few_matches": "too little in common with the previous frame to measure the camera rotation: "
+                       "followed by optical flow alone",
+    "low_inliers": "the camera rotation was unreliable (motion blur, or a large object filling the view): "
+                   "followed by optical flow alone",
+}
+
+
+def camera_flags(camera: list[dict]) -> list[dict]:
+    """One ``camera_motion`` flag per failure reason, with its frames and the worst inlier ratio."""
+    by_reason: dict[str, list[dict]] = {}
+    for c in camera:
+        if c.get("frame", 0) > 0 and not c.get("ok", True) and c.get("reason") != "not_estimated":
+            by_reason.setdefault(str(c.get("reason")), []).append(c)
+    out = []
+    for reason, recs in sorted(by_reason.items()):
+        out.append({"type": "camera_motion", "reason": reason, "frames": _runs([c["frame"] for c in recs]),
+                    "min_inlier_ratio": round(min(float(c.get("inlier_ratio", 0.0)) for c in recs), 4),
+                    "message": _CAMERA_MESSAGES.get(reason, f"the camera rotation could not be estimated ({reason})")})
+    return out
+
+
+def _camera_frames(store: ObjectStore, inputs: StageInputs) -> list[dict]:
+    try:
+        key = inputs.output_key(store, "refine", "camera")
+    except KeyError:   # a run committed before camera motion was recorded
+        return []
+    return store.get_json(key).get("frames", [])
 
 
 def _runs(frames: list[int]) -> list[list[int]]:

@@ -1,5 +1,5 @@
 """The propagate stage with SAM2 configured: checkpoint from the model store (checksum checked),
-chunked encoding through ``follow``, an id map per frame."""
+chunked encoding through ``follow``, one step per frame, an id map per frame."""
 
 import hashlib
 import shutil
@@ -43,6 +43,7 @@ def test_propagate_stage_runs_sam2_from_the_model_store(labeled_tiny, checkpoint
     for stage in ("decode", "propose", "verify", "sdr", "propagate"):
         execute(stage, store=store, config=cfg, video_id=vid)
     m = load_manifest(store, vid, cfg.hash, "propagate")
+    assert m["stats"]["propagator_steps_per_frame"] == 1.0      # SAM2 runs once per frame, chunks and refreshes included
     prefix = output_key(store, m, "idmaps")
     maps = [decode_png(store.get_bytes(f"{prefix}{t:05d}.png")) for t in range(16)]
     assert all(x.shape == (128, 256) for x in maps)

@@ -62,6 +62,12 @@ def test_propagate_and_refine_cover_every_frame(labeled_tiny):
     for m in (pm, rm):
         prefix = output_key(store, m, "idmaps")
         assert len([i for i in store.list(prefix)]) == 16
+    # one tracking pass: the propagator stepped over every frame after the first exactly once
+    assert pm["stats"]["propagator_steps"] == 15 and pm["stats"]["propagator_steps_per_frame"] == 1.0
+    assert rm["stats"]["propagator_steps_per_frame"] == 1.0 and rm["stats"]["checks"] == 7
+    camera = store.get_json(output_key(store, rm, "camera"))["frames"]
+    assert [c["frame"] for c in camera] == list(range(16)) and camera[0]["orientation_ypr_deg"] == [0.0, 0.0, 0.0]
+    assert all(c["reason"] in (None, "uniform", "too_few_matches", "low_inliers", "cut") for c in camera)
     events = store.get_json(output_key(store, rm, "events"))
     assert len(events["coverage"]) == 16 and events["step"] == 2   # ceil(8 fps / 5 Hz)
     assert events["rho"] == pytest.approx(events["r0"] - 0.002 * 2)
@@ -72,7 +78,8 @@ def test_propagate_and_refine_cover_every_frame(labeled_tiny):
 def test_qa_flags_and_preview(labeled_tiny):
     store, m = manifest(labeled_tiny, "qa")
     flags = store.get_json(output_key(store, m, "flags"))
-    types = {"unknown_label", "verifier_error", "short_track", "coverage_dip", "seam_discontinuity", "fragmented"}
+    types = {"unknown_label", "verifier_error", "short_track", "coverage_dip", "seam_discontinuity", "fragmented",
+             "camera_motion"}
     assert all(f["type"] in types and f["message"] for f in flags["flags"])
     assert all(f["frames"] and f["frames"][0][0] <= f["frames"][0][1] for f in flags["flags"])
     assert store.stat(output_key(store, m, "preview")).size > 1000

@@ -1,0 +1,174 @@
+"""The tracking pass: one propagator step per frame, refreshes on the check grid, camera motion
+(rotation carried into MCR and re-identification; a cut re-proposed with new ids)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.config import PipelineConfig
+from tasks.geometry.camera_motion import CameraMotion
+from tasks.geometry.rotation import rotate_erp, rotation_matrix
+from tasks.labeling.follow import TrackingPass, _camera_ypr_deg
+from tasks.labeling.relink import LostTrack, RelinkState, rotate_state
+from tasks.labeling.sdr import FrameObjects
+from tasks.labeling.tracks import Track
+
+H, W = 128, 256
+
+
+class ListFrames:
+    """The part of :class:`tasks.video.framestore.Frames` that following uses."""
+
+    def __init__(self, frames, fps=5.0):
+        self.frames = frames
+        self.fps = fps
+        self.width = frames[0].shape[1]
+
+    def __len__(self):
+        return len(self.frames)
+
+    def iter(self, start):
+        yield from self.frames[start:]
+
+
+class FakePropagator:
+    """Returns ``maps[t]`` at frame t (what a propagator would have followed), reports
+    ``motions[t]`` as its camera motion, and counts its calls."""
+
+    def __init__(self, maps, motions=None, batched=False, still=False):
+        self.maps, self.motions = maps, motions or {}
+        self.still = still      # after a reset, return what it was reset to (a still scene)
+        self.held = None
+        self.t = 0
+        self.resets = []
+        self.last_motion = None
+        if batched:
+            self.step_many = self._many
+
+    def reset(self, frame, idmap):
+        self.resets.append(self.t)
+        if self.t and self.still:
+            self.held = idmap.copy()
+
+    def step(self, frame):
+        self.t += 1
+        self.last_motion = self.motions.get(self.t)
+        return (self.maps[self.t] if self.held is None else self.held).copy()
+
+    def _many(self, frames):
+        for f in frames:
+            yield self.step(f)
+
+    def hidden_objects(self, shape):
+        return {}
+
+    def forget(self, ids):
+        list(ids)
+
+
+def scene(n):
+    """Sky (1) over grass (2) and a red ball (3) standing still: what every frame looks like."""
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[: H // 2] = (90, 140, 220)
+    rgb[H // 2:] = (60, 150, 60)
+    rgb[60:76, 100:120] = (220, 30, 30)
+    idm = np.where(np.arange(H)[:, None] < H // 2, 1, 2).astype(np.uint16).repeat(W, 1)
+    idm[60:76, 100:120] = 3
+    return [rgb.copy() for _ in range(n)], [idm.copy() for _ in range(n)]
+
+
+def tracks3():
+    return {1: Track("sky", False), 2: Track("grass", False), 3: Track("sports ball", True)}
+
+
+def sdr_of(idm):
+    objs = {1: {"category": "sky", "isthing": False}, 2: {"category": "grass", "isthing": False},
+            3: {"category": "sports ball", "isthing": True}}
+    return FrameObjects(idm.copy(), {k: v for k, v in objs.items() if (idm == k).any()})
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_propagator_steps_over_every_frame_once_refreshes_included(batched):
+    frames, maps = scene(21)
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.4, "propagate.sam2_chunk_frames": 4})
+    prop = FakePropagator(maps, batched=batched)
+    calls = []
+    tp = TrackingPass(cfg, fps=5.0, first=maps[0], tracks=tracks3(), propagator=prop,
+                      annotate=lambda rgb: calls.append(1) or sdr_of(maps[0]))
+    out = list(tp.run(ListFrames(frames)))
+    assert [t for t, _, _ in out] == list(range(21))
+    assert len(calls) == 10 and len(tp.events) == 10        # a keyframe refresh every 2 frames
+    assert prop.t == 20 and tp.counter.steps == 20 and tp.steps_per_frame == 1.0
+    assert all((m == maps[0]).all() for _, _, m in out)     # the refreshes confirmed what was followed
+
+
+def test_a_cut_is_re_proposed_with_new_ids_and_recorded():
+    frames, maps = scene(10)
+    other = np.zeros((H, W), np.uint16)
+    other[:, : W // 2], other[:, W // 2:] = 1, 3            # the new scene: another sky and ball
+    motions = {t: CameraMotion(np.eye(3), 0.9, 200, True, None, inliers=180) for t in range(1, 10)}
+    motions[6] = CameraMotion(np.eye(3), 0.02, 40, False, "cut")
+    prop = FakePropagator(maps, motions, still=True)
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0})
+    tp = TrackingPass(cfg, fps=5.0, first=maps[0], tracks=tracks, propagator=prop,
+                      annotate=lambda rgb: sdr_of(other))
+    out = {t: m for t, _, m in tp.run(ListFrames(frames))}
+    assert set(np.unique(out[5]).tolist()) == {1, 2, 3}
+    after = set(np.unique(out[6]).tolist())
+    assert after == {4, 5} and tracks[4].category == "sky" and tracks[5].born == 6   # new ids, nothing relinked
+    assert [e["mode"] for e in tp.events] == ["cut"] and tp.events[0]["new"] == [4, 5]
+    assert 6 in prop.resets                                   # followed from the fresh labels
+    assert tp.camera[6]["ok"] is False and tp.camera[6]["reason"] == "cut"
+    assert tp.camera[5]["ok"] and tp.camera[5]["inlier_ratio"] == 0.9
+    assert tp.steps_per_frame == 1.0
+
+
+def test_mcr_finds_the_track_at_t_minus_1_where_the_camera_rotation_carried_it():
+    """A 15 deg/frame pan: the leading part of the ball is blank; on the raw t-1 map nothing was
+    there (it would become a new object), on the t-1 map moved by the rotation the ball was."""
+    frames0, maps0 = scene(1)
+    R = rotation_matrix(math.radians(15), 0.0, 0.0)
+    frames, maps, followed = [], [], []
+    Rt = np.eye(3)
+    for t in range(4):
+        frames.append(rotate_erp(frames0[0], Rt))
+        truth = rotate_erp(maps0[0], Rt, interpolation="nearest")
+        maps.append(truth)
+        f = truth.copy()
+        ys, xs = np.nonzero(truth == 3)
+        # the ball's leading 40% is uncovered (left unlabeled by the propagator)
+        lead = xs >= np.percentile(xs, 60) if t else np.zeros_like(xs, bool)
+        f[ys[lead], xs[lead]] = 0
+        followed.append(f)
+        Rt = R @ Rt
+    motions = {t: CameraMotion(R, 0.95, 300, True, None, inliers=285) for t in range(1, 4)}
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0})
+
+    def annotate(rgb):
+        return sdr_of(np.where(rgb[..., 0] > 200, 3, 1).astype(np.uint16))
+
+    tp = TrackingPass(cfg, fps=5.0, first=maps[0], tracks=tracks, propagator=FakePropagator(followed, motions),
+                      annotate=annotate)
+    out = {t: m for t, _, m in tp.run(ListFrames(frames))}
+    for t in (1, 2, 3):
+        ball = maps[t] == 3
+        assert (out[t][ball] == 3).mean() >= 0.95           # the uncovered part went back to the ball (raw t-1: 0.6)
+    assert all(e["mode"] == "mcr" and e["routes"]["existing"] >= 1 for e in tp.events) and len(tp.events) == 3
+    assert set(tracks) == {1, 2, 3}                          # no new object (raw t-1: two new tracks)
+    assert tp.camera[2]["ypr_deg"][0] == pytest.approx(-15.0, abs=1e-6)
+
+
+def test_lost_tracks_move_with_the_camera():
+    state = RelinkState(lost={7: LostTrack(3, (0.0, 0.2), 0.1, np.zeros(3, np.float32))})
+    rotate_state(state, rotation_matrix(math.radians(30), 0.0, 0.0))
+    lon, lat = state.lost[7].centroid
+    assert lon == pytest.approx(math.radians(30)) and lat == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("ypr", [(10.0, 0.0, 0.0), (0.0, 5.0, 0.0), (0.0, 0.0, -7.0), (25.0, -12.0, 8.0)])
+def test_camera_angles_are_the_paths_angles(ypr):
+    R = rotation_matrix(*np.radians(ypr)).T        # content moves by the inverse of the camera's turn
+    assert _camera_ypr_deg(R) == pytest.approx(list(ypr), abs=1e-6)
