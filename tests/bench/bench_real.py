@@ -209,6 +209,7 @@ def scene_cases(scenes: list[str], paths: list[str], n: int, fps: float, modes: 
                 runs[("auto", "default")] = pool.submit(label, clip, case / "auto")
             jobs.append((name, kind, scene, path, clip, gt, runs))
     for name, kind, scene, path, clip, gt, runs in jobs:
+        done = len(rows)
         frames = decoded(clip)
         case_id = {"scene": name, "path": kind, "frames": len(frames), "max_step_deg": r4(path.step_deg().max())}
         if "prompted" in modes:
@@ -242,6 +243,8 @@ def scene_cases(scenes: list[str], paths: list[str], n: int, fps: float, modes: 
                          "rot_consistency_baseline": r4(base["iou_weighted"]),
                          "tracks_frame0": ours["ref_tracks"], "tracks_ours": res["objects"],
                          "matched_ours": ours["matched"]})
+        for r in rows[done:]:  # as each case finishes: a long run shows its progress
+            print(json.dumps({"row": r}), flush=True)
     return rows, timings
 
 
