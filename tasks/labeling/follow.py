@@ -166,6 +166,8 @@ class TrackingPass:
             self.contacts.observe(first, tracks)
         self._before: _Before | None = None
         self._orientation = np.eye(3)
+        self._textured: np.ndarray | None = None
+        self._gap = False
 
     @property
     def steps_per_frame(self) -> float:
@@ -186,8 +188,12 @@ class TrackingPass:
                 rotate_state(self.state, motion.rotation)
             if t > 0 and motion is not None and motion.reason == "cut":
                 idm = self._cut(t, frame)
+            elif t > 0 and self._after_gap(t, frame, motion):
+                idm = self._cut(t, frame)
             elif t > 0 and t % self.step == 0:
                 idm = self._check(t, frame, idm, motion)
+            if t == 0 or (motion is not None and motion.ok):
+                self._textured = frame     # the last frame known to carry texture (for _after_gap)
             if t % self.step == self.step - 1 or self.step == 1:
                 self._before = _Before(idm, frame)
             self.coverage_pixel.append(round(coverage(idm, "pixel"), 5))
@@ -214,6 +220,28 @@ class TrackingPass:
         # an unreliable step counts as no motion: the error stays bounded by that one step
         rec["orientation_ypr_deg"] = _camera_ypr_deg(self._orientation)
         self.camera.append(rec)
+
+    def _after_gap(self, t: int, frame: np.ndarray, motion) -> bool:
+        """A new scene after frames without texture (a fade through black or grey): nothing can be
+        measured against the grey frames, so the frame is compared with the last textured one;
+        a cut there is a cut here. Records it in the frame's camera entry."""
+        if motion is None or motion.ok or motion.reason != "uniform":
+            self._gap = False
+            return False
+        if not self._gap:                  # the first grey frame: it is the grey one
+            self._gap = True
+            return False
+        if self._textured is None or self.estimate is None:
+            return False
+        across = self.estimate(self._textured, frame)
+        if across.reason == "uniform":     # still grey
+            return False
+        self._gap = False
+        if across.reason != "cut":
+            return False
+        self.camera[-1]["cut"] = True
+        self.camera[-1]["across_gap"] = across.as_dict()
+        return True
 
     def _cut(self, t: int, frame: np.ndarray) -> np.ndarray:
         """A new scene: fresh SDR, every object a new track, nothing carried across."""

@@ -195,6 +195,8 @@ def camera_flags(camera: list[dict]) -> list[dict]:
     for c in camera:
         if c.get("frame", 0) > 0 and not c.get("ok", True) and c.get("reason") != "not_estimated":
             by_reason.setdefault(str(c.get("reason")), []).append(c)
+        if c.get("cut") and c.get("reason") != "cut":   # a new scene after textureless frames
+            by_reason.setdefault("cut", []).append(c)
     out = []
     for reason, recs in sorted(by_reason.items()):
         out.append({"type": "camera_motion", "reason": reason, "frames": _runs([c["frame"] for c in recs]),
