@@ -50,8 +50,8 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("propose", "tasks.stages.propose", ("decode",), "entity + panoptic proposals on seam-aware tiles"),
         StageSpec("verify", "tasks.stages.verify", ("decode", "propose"), "cross-model vote, verifier for the rest"),
         StageSpec("sdr", "tasks.stages.sdr", ("decode", "propose", "verify"), "fuse, exclusive masks, stuff merge, prompts"),
-        StageSpec("propagate", "tasks.stages.propagate", ("decode", "sdr"), "masks on every frame (seam-aware)"),
-        StageSpec("refine", "tasks.stages.refine", ("decode", "propagate"), "coverage checks, re-SDR, id re-linking"),
+        StageSpec("propagate", "tasks.stages.propagate", ("decode", "sdr"), "the tracking pass: masks on every frame, coverage checks, re-SDR, id re-linking"),
+        StageSpec("refine", "tasks.stages.refine", ("decode", "propagate"), "offline post-pass: merged pieces take their object's id on earlier frames"),
         StageSpec("qa", "tasks.stages.qa", ("ingest", "decode", "refine"), "export, flags, preview"),
         StageSpec("validate", "tasks.stages.validate", ("qa",), "Great Expectations suites on the video's tables"),
     ]
