@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.backends.superpixel import to_lab
-from tasks.geometry.rotation import rotate_erp
+from tasks.geometry.erp import lonlat_axes
+from tasks.geometry.remap import apply_table, erp_table, grid_directions
+from tasks.geometry.rotation import check_rotation
 from tasks.labeling import prompts as prompts_mod
 from tasks.labeling.coverage import coverage, track_areas
 from tasks.labeling.mcr import route_and_fill
@@ -329,8 +331,16 @@ class TrackingPass:
         b = self._before
         if b is None or motion is None or not motion.ok or motion.angle_deg < 1e-3:
             return b
-        return _Before(rotate_erp(b.idmap, motion.rotation, interpolation="nearest"),
-                       rotate_erp(b.rgb, motion.rotation))
+        return _Before(_rotate_once(b.idmap, motion.rotation, "nearest"), _rotate_once(b.rgb, motion.rotation, "linear"))
+
+
+def _rotate_once(image: np.ndarray, R: np.ndarray, interpolation: str) -> np.ndarray:
+    """:func:`~tasks.geometry.rotation.rotate_erp` without its table cache: every frame's
+    rotation is new, and cached 4 MB tables (1024 px) would grow with the video (up to the
+    cache's 512 MB) instead of staying flat."""
+    h, w = image.shape[:2]
+    lon, lat = lonlat_axes(h, w)
+    return apply_table(erp_table(*grid_directions(lon, lat, check_rotation(R)), h, w, interpolation), image)
 
 
 def _camera_ypr_deg(R: np.ndarray) -> list[float]:
