@@ -113,6 +113,12 @@ def test_nightly_run_on_a_tiny_clip_publishes_and_triggers_the_release(deploymen
     states = {(t["task_id"], t["map_index"]): t["state"] for t in tis}
     assert run["state"] == "success", states
     assert all(s == "success" for s in states.values()), states
+    # every process loads plugins (issue 11: a plugin import error headed every task log)
+    logs = {p.name: p.read_text(errors="replace") for p in deployment.logs.glob("*.log")}
+    logs["tasks"] = deployment.task_logs(NIGHTLY, "live_local", tail=10**7)
+    assert logs["tasks"].count("attempt=1.log") >= len(STAGES) + 1
+    for name, text in logs.items():
+        assert "Failed to import plugin" not in text, f"{name}: {text[text.index('Failed to import plugin'):][:2000]}"
     # one mapped video group, labelled with its object key (map_index_template)
     ingest = [t for t in tis if t["task_id"] == "video.ingest"]
     assert len(ingest) == 1 and ingest[0]["map_index"] == 0
