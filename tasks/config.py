@@ -90,6 +90,9 @@ class ProposeConfig(_Section):
     # split more (precision 1.0 -> 0.85 on seed 0) and left most real frames at the cap].
     slic_width: int = Field(default=1024, ge=64)
     sphere_superpixels: int = Field(default=1500, ge=16)
+    # SLIC compactness: regular superpixels outline smooth objects better once merged (pole
+    # objects in bench_proposals, seed 0: mean IoU 0.954 at 12, 0.990 at 45) [issue 10].
+    slic_compactness: float = Field(default=45.0, gt=0)
     sphere_merge_threshold: float = Field(default=20.0, gt=0)
     # Colour spread (CIELAB std) under which a region counts as flat: textured
     # surfaces may differ more between their own fragments [issue 10: "fragments of one

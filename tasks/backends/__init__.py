@@ -27,6 +27,7 @@ def _entity(config: PipelineConfig) -> EntitySegmentor:
         from tasks.backends.superpixel import SphereRegionSegmentor
 
         return SphereRegionSegmentor(slic_width=pc.slic_width, n_segments=pc.sphere_superpixels,
+                                     compactness=pc.slic_compactness,
                                      threshold=pc.sphere_merge_threshold, texture_floor=pc.texture_floor,
                                      min_fraction=pc.min_object_fraction, max_regions=pc.max_objects)
     if name == "superpixel":
