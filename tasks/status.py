@@ -56,6 +56,8 @@ def collect(store: ObjectStore) -> dict:
         if store.exists(p + layout.MANIFEST):
             releases.append({"version": v, "path": _local(store, p + "annotations.json").rsplit("/", 1)[0],
                              "quality_report": _local(store, p + "gx_report.json"),
+                             "data_docs": (_local(store, p + "data_docs/index.html")
+                                           if store.exists(p + "data_docs/index.html") else None),
                              "dataset_card": _local(store, p + "DATASET_CARD.md")})
     return {"store": store.uri(), "videos": videos, "quarantine": quarantine, "releases": releases}
 
@@ -66,7 +68,8 @@ def format_status(s: dict) -> str:
         r = s["releases"][-1]
         lines += [f"latest release: v{r['version']}  ({len(s['releases'])} published)",
                   f"  release:        {r['path']}",
-                  f"  quality report: {r['quality_report']}",
+                  f"  quality report: {r['quality_report']}"
+                  + (f"\n  data docs:      {r['data_docs']}" if r.get("data_docs") else ""),
                   f"  dataset card:   {r['dataset_card']}", ""]
     else:
         lines += ["no release published yet", ""]

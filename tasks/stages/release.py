@@ -67,14 +67,12 @@ def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dic
             continue
         validated = []
         for rprefix in store.list_prefixes(vprefix + "runs/"):
-            run = rprefix.rstrip("/").rsplit("/", 1)[-1]
             try:
                 validated.append(store.get_json(rprefix + "validate/" + layout.MANIFEST))
             except ObjectNotFound:
                 continue
-        chosen, why = choose_run(validated, config_hash)
-        if chosen is not None:
-            best = chosen
+        best, why = choose_run(validated, config_hash)
+        if best is not None:
             qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
             try:
                 key = store.get_json(layout.source_key(video_id)).get("key")

@@ -108,6 +108,9 @@ def local_cases(airflow_db, store):
         "variable": {"conf": {"keys": ["raw/2026-11-24/clip.mp4"]},
                      "env": {"AIRFLOW_VAR_LEADER360V_EXECUTION": "celery"}},
         "everything_at_once": {"conf": {"keys": ["raw/2026-11-24/clpi.mp4"], "config_overrides": {"video.width": 511}}},
+        # a valid request whose propagate stage fails permanently (its model file is not there)
+        "stage_fails": {"conf": {"keys": ["raw/2026-11-24/clip.mp4"], "config_overrides": {
+            "propagate.backend": "sam2", "propagate.sam2_checkpoint": "/nonexistent/sam2.pt"}}},
     }
     return run_cases(cases, store.root)
 
@@ -157,3 +160,19 @@ def test_kubernetes_mode_without_its_connection_fails_once_naming_it(airflow_db,
     msg = assert_failed_once_before_any_video(res["no_connection"], logs["no_connection"])
     assert "kubernetes mode needs the Airflow connection 'kubernetes_default'" in msg
     assert "AIRFLOW_CONN_KUBERNETES_DEFAULT" in msg
+
+
+def test_a_run_where_a_stage_failed_ends_failed_with_its_summary(local_cases):
+    """issue 11: a run in which every video failed was green. A stage failing for a reason other
+    than rejected input fails the run, after the summary table names the upload and the stage."""
+    res, logs = local_cases
+    r, log = res["stage_fails"], logs["stage_fails"]
+    assert r["state"] == "failed", r
+    assert r["tis"]["video.propagate[0]"] == ["failed", 1]            # permanent: not retried
+    assert r["tis"]["video.sdr[0]"][0] == "success" and r["tis"]["video.refine[0]"][0] == "upstream_failed"
+    assert r["tis"]["summary[-1]"][0] == "success" and r["tis"]["publish_ready[-1]"][0] == "skipped"
+    assert r["tis"]["outcome[-1]"] == ["failed", 1]
+    assert "SAM2 checkpoint '/nonexistent/sam2.pt' does not exist" in log
+    assert "| `raw/2026-11-24/clip.mp4` | – | failed | propagate failed; see that task's log |" in log
+    assert "1 of 1 upload(s) failed (1 failed)" in log
+    assert "No video became ready in this run (1 failed)" in log

@@ -69,6 +69,12 @@ def test_nightly_labels_good_videos_and_quarantines_bad_ones(nightly):
     assert "| `raw/batch/notes.mp4` |" in log and "| quarantined | not_a_video: " in log
     assert f"| `{sorted(twins - {first})[0]}` | {sources[first]} | duplicate | same content as {first} |" in log
     assert "Every upload is accounted for: 2 ready, 1 quarantined, 1 duplicate." in log
+    # the validate stage says "N of M expectations passed" and GX's own chatter stays out
+    import re
+
+    assert len(re.findall(r"video [0-9a-f]{16}: (\d+) of \1 expectations passed", log)) == 2
+    assert "Calculating Metrics" not in log
+    assert not [ln for ln in log.splitlines() if "[info" in ln and "great_expectations" in ln]
     run_id = last_run("leader360v_nightly")
     tis = dict(((t, m), (state, label)) for t, m, state, label in db_rows(
         "select task_id, map_index, state, rendered_map_index from task_instance where run_id = ?", run_id))
