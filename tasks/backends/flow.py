@@ -59,6 +59,14 @@ _MEMORY_POINTS = 8000  # points kept of an object's full view (subsampled; enoug
 _PHOTO_MISMATCH = 8.0  # CIELAB distance between the moved previous frame and the current one
 _SWITCH_MARGIN = 6.0  # CIELAB: how much closer another label's local colour must be to take a pixel
 _MOTION_EDGE_PX = 1.0
+_MOVED_MISMATCH = 20.0  # CIELAB: an outline pixel this far from the moved previous frame has moved
+_MOVED_SHARE = 0.15     # share of an object's outline that must have moved to call it moving
+_OWN_MOTION_PX = 0.2  # an object moving on its own by more than this (px/frame at the equator) is reviewed by colour
+# two labels' local colours can be told apart where their means differ by more than
+# _SEPARATION plus _SPREADS times their spreads (std. dev. of CIELAB in the window): flat objects
+# on another background pass, textured real surfaces, where colour says little, do not
+_SEPARATION = 0.0
+_SPREADS = 0.0
 _FRAGMENT = 0.1       # a piece of an object under this share of its area, apart from it, is a speck
 _MOTION_TIE = 3.0     # CIELAB: an object's own motion is kept over the flow unless the flow explains the colour better by this  # flow range within a 5x5 window (working px) that marks a motion boundary
 
@@ -102,19 +110,22 @@ def _centroid(v: np.ndarray) -> np.ndarray:
 class _Memory:
     """An object's last full view (unit vectors + CIELAB colours), kept on the sphere."""
 
-    __slots__ = ("vecs", "lab", "area", "max_area", "motion", "hidden", "centre", "tracked")
+    __slots__ = ("vecs", "lab", "area", "max_area", "motion", "hidden", "centre", "tracked", "step_motion")
 
     def __init__(self, vecs: np.ndarray, lab: np.ndarray, area: int):
         self.vecs, self.lab = vecs, lab
         self.area = self.max_area = area
         self.motion = np.eye(3)       # own motion per frame, relative to the de-rotated scene
         self.tracked = False          # motion measured at least once
+        self.step_motion = None       # the whole motion measured this frame (scene around it + own)
         self.hidden = 0
         self.centre = _centroid(vecs)
 
     def advance(self, camera: np.ndarray) -> None:
-        """Move the remembered view one frame: the camera's rotation and the object's own."""
-        m = self.motion @ camera
+        """Move the remembered view one frame: the camera's rotation and the object's own (or the
+        motion measured for it this frame, when it was visible)."""
+        m = self.step_motion if self.step_motion is not None else self.motion @ camera
+        self.step_motion = None
         self.vecs = (self.vecs @ m.T).astype(np.float32)
         self.centre = m @ self.centre
 
@@ -224,10 +235,16 @@ class FlowPropagator:
         # look like the current one, the motion is wrong there (a small object DIS smoothed
         # away, an occlusion) -- whatever the flow's own consistency says
         moved = self._sample(self._prev_lab, px, py, cv2.INTER_LINEAR)
-        unc |= np.linalg.norm(moved - lab, axis=2) > _PHOTO_MISMATCH
+        mismatch = np.linalg.norm(moved - lab, axis=2)
+        unc |= mismatch > _PHOTO_MISMATCH
+        self._motion_evidence(new, mismatch > _MOVED_MISMATCH)
         # only pixels near a label boundary can change label: the rest keep the key's
         radius = max(3, int(round(6 * w / 1024)))
-        review = _near_boundary(new, radius, self.seam_aware)
+        # outlines are decided by colour only around objects that move on their own: the flow
+        # smooths over their outline and over edges of hue alone, and they occlude and reveal;
+        # elsewhere (a still scene through a turning camera) the flow is right and colour
+        # decisions only add noise (real panorama, handheld path: J 0.98 -> 0.54 with them)
+        review = _near_boundary(new, radius, self.seam_aware) & self._moving_zone(new, radius)
         unc &= review
         new = _redecide(new, unc, review, lab, field, radius, self.seam_aware)
         new = self._drop_fragments(new)
@@ -296,24 +313,41 @@ class FlowPropagator:
         from_inner = inner[yi, xi]
         areas = np.bincount(prev.ravel())
         kern = np.ones((7, 7), np.uint8)
+        # the ring of each object (a few pixels around it, any label but its own): which
+        # object's ring each previous pixel is in (the last one wins where rings overlap)
+        ring_of = np.zeros_like(small)
+        for k in objects:
+            mk = small == k
+            ring_of[cv2.dilate(mk.view(np.uint8), kern).astype(bool) & ~mk] = k
+        from_ring_of = ring_of[yi, xi]
         for k in objects:
             m = self._memory.get(k)
             a_idx = np.flatnonzero(from_inner.ravel() == k)
-            if m is not None and m.tracked:
-                M = m.motion @ R
-            elif a_idx.size >= 8:
-                a = src.reshape(-1, 3)[a_idx].astype(np.float64)
-                b = grid.reshape(-1, 3)[a_idx].astype(np.float64)
-                M = kabsch(a, b)
-                res = np.linalg.norm(a @ M.T - b, axis=1)
-                keep = res <= np.percentile(res, 70)
-                if keep.sum() >= 8:
-                    M = kabsch(a[keep], b[keep])
-                if m is not None:
-                    m.motion = M @ R.T
-                    m.tracked = True
+            full = m is None or areas[k] >= _FULL_VIEW * m.max_area
+            # the motion of the scene around the object (its surroundings' flow): own motion is
+            # relative to it, so an error of the camera rotation is not taken for own motion
+            ring_ids = np.flatnonzero((from_ring_of == k).ravel())
+            around = _fit_rotation(src, grid, ring_ids)
+            if around is None:
+                around = R
+            fit = _fit_rotation(src, grid, a_idx) if full else None
+            if m is None:
+                if fit is None:
+                    continue
+                M = fit
             else:
-                continue
+                if fit is not None:
+                    # moving on its own, by its interior's flow relative to its surroundings
+                    # (hysteresis: once moving, the closed-loop estimate carries it)
+                    own = _angle(fit @ around.T)
+                    step_px = 2 * np.pi / fw
+                    if own > _OWN_MOTION_PX * step_px and not m.tracked:
+                        m.motion, m.tracked = fit @ around.T, True
+                    elif own < 0.5 * _OWN_MOTION_PX * step_px and _angle(m.motion) < _OWN_MOTION_PX * step_px:
+                        m.motion, m.tracked = np.eye(3), False
+                M = m.motion @ around if m.tracked else (fit if fit is not None else around)
+            if m is not None:
+                m.step_motion = M
             reach = cv2.dilate((from_label == k).view(np.uint8), kern).astype(bool)
             ys, xs = np.nonzero(reach)
             rs = (grid[ys, xs] @ M).astype(np.float32)       # M.T @ d: where it was
@@ -328,6 +362,30 @@ class FlowPropagator:
             win = e <= err[ys, xs] + _MOTION_TIE
             src[ys[win], xs[win]] = rs[win]
             err[ys[win], xs[win]] = e[win]
+
+    def _motion_evidence(self, labels: np.ndarray, changed: np.ndarray) -> None:
+        """An object whose outline does not match the previous frame moved by the estimated
+        motion, over a good part of it, moves on its own whatever the flow said (a small object
+        of another hue than its surroundings is nearly invisible to flow on grey frames)."""
+        outline = _near_boundary(labels, 1, self.seam_aware)
+        n = max(int(labels.max()) + 1, 1)
+        total = np.bincount(labels[outline], minlength=n)
+        bad = np.bincount(labels[outline & changed], minlength=n)
+        for k, m in self._memory.items():
+            if k < n and total[k] and bad[k] > _MOVED_SHARE * total[k]:
+                m.tracked = True
+
+    def _moving_zone(self, labels: np.ndarray, radius: int) -> np.ndarray:
+        h, w = labels.shape
+        moving = [k for k, m in self._memory.items() if m.tracked and m.hidden == 0]
+        if not moving:
+            return np.zeros(labels.shape, bool)
+        mask = np.isin(labels, np.array(moving, dtype=labels.dtype))
+        k = np.ones((4 * radius + 1, 4 * radius + 1), np.uint8)
+        pad = 2 * radius if self.seam_aware else 0
+        mp = np.concatenate([mask[:, -pad:], mask, mask[:, :pad]], 1) if pad else mask
+        zone = cv2.dilate(mp.view(np.uint8), k).astype(bool)
+        return zone[:, pad:pad + w] if pad else zone
 
     def _drop_fragments(self, labels: np.ndarray) -> np.ndarray:
         """Specks an object left behind (pixels the flow kept still while the object moved on,
@@ -482,6 +540,23 @@ class FlowPropagator:
         return mp[:, pad:-pad].astype(bool)
 
 
+def _fit_rotation(src: np.ndarray, grid: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
+    """The rotation carrying ``src`` to ``grid`` directions at flat indices ``idx`` (Kabsch,
+    refit on the best 70%), or None with fewer than 8 points."""
+    if idx.size < 8:
+        return None
+    a = src.reshape(-1, 3)[idx].astype(np.float64)
+    b = grid.reshape(-1, 3)[idx].astype(np.float64)
+    M = kabsch(a, b)
+    res = np.linalg.norm(a @ M.T - b, axis=1)
+    keep = res <= np.percentile(res, 70)
+    return kabsch(a[keep], b[keep]) if keep.sum() >= 8 else M
+
+
+def _angle(R: np.ndarray) -> float:
+    return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
+
+
 def _slerp_half(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Roughly the mean of two small rotations (smooths the measured own motion)."""
     from tasks.geometry.camera_motion import nearest_rotation
@@ -548,10 +623,11 @@ def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: n
         cands = np.unique(lb[tr])
         if cands.size == 0 or (cands.size == 1 and not (unsure[sl] & z).any()):
             continue
-        best = np.full(z.shape, np.inf, np.float32)
+        dists, means, counts, spreads = {}, {}, {}, {}
+        own_mean = np.zeros(lb_lab.shape, np.float32)
+        own_spread = np.zeros(z.shape, np.float32)
+        sq = (lb_lab * lb_lab).sum(axis=2)
         own = np.full(z.shape, np.inf, np.float32)
-        choice = lb.copy()
-        means = {}
         for k in cands:
             mk = (tr & (lb == k)).astype(np.float32)
             cnt = cv2.boxFilter(mk, -1, ksize, normalize=False, borderType=border)
@@ -560,17 +636,29 @@ def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: n
                 continue
             mean = cv2.boxFilter(lb_lab * mk[..., None], -1, ksize, normalize=False, borderType=border)
             mean /= np.maximum(cnt, 1)[..., None]
+            spread = cv2.boxFilter(sq * mk, -1, ksize, normalize=False, borderType=border)
+            spread = np.sqrt(np.maximum(spread / np.maximum(cnt, 1) - (mean * mean).sum(axis=2), 0))
             d = np.linalg.norm(lb_lab - mean, axis=2)
             d[~have] = np.inf
             mine = lb == k
             own[mine] = d[mine]
-            better = z & (d < best)
-            best[better] = d[better]
-            choice[better] = k
-            means[int(k)] = mk
+            own_mean[mine] = mean[mine]
+            own_spread[mine] = spread[mine]
+            dists[int(k)], means[int(k)], counts[int(k)], spreads[int(k)] = d, mean, mk, spread
         u = z & unsure[sl]
-        take = (u & np.isfinite(best)) | (z & review[sl] & (best < own - _SWITCH_MARGIN))
-        take &= choice != lb
+        rv = z & review[sl]
+        best = np.full(z.shape, np.inf, np.float32)
+        choice = lb.copy()
+        for k, d in dists.items():
+            # a label is only worth switching to where its colour stands apart from the pixel's
+            # own label's (flat objects on a different background); on textured real content the
+            # local means of two labels overlap and the flow's label is the better guess
+            apart = np.linalg.norm(means[k] - own_mean, axis=2) >= _SEPARATION + _SPREADS * (spreads[k] + own_spread)
+            ok = apart & (d < best) & ((u & (d < own)) | (rv & (d < own - _SWITCH_MARGIN)))
+            best[ok] = d[ok]
+            choice[ok] = k
+        take = z & (choice != lb)
+        means = counts
         if not take.any():
             continue
         new_dir = np.zeros(fl.shape, np.float32)
