@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tasks.geometry.erp import check_erp, lat_of_y, lon_of_x, lonlat_axes, lonlat_to_vec
-from tasks.geometry.remap import apply_table, default_interpolation, erp_table, grid_directions
+from tasks.geometry.erp import check_erp, lat_of_y, lon_of_x, lonlat_to_vec
 from tasks.geometry.rotation import check_rotation
 
 # -- thresholds (measured on the real panoramas, tests/bench/bench_camera_motion.py) -----------
@@ -165,23 +164,6 @@ class RotationAccumulator:
             step = check_rotation(motion)
         self.rotation = compose(self.rotation, step)
         return self.rotation.copy()
-
-
-def rotate_erp_uncached(image: np.ndarray, R: np.ndarray, *, interpolation: str | None = None
-                        ) -> np.ndarray:
-    """:func:`tasks.geometry.rotation.rotate_erp` (same output) without caching the remap table.
-
-    Camera rotations change every frame and never repeat, so caching their tables (17 MB each
-    at 2048 x 1024) would only evict the tables that do repeat (views, cubemaps) from the shared
-    cache. The identity returns a copy without resampling, so a still camera costs nothing and
-    changes nothing."""
-    h, w = check_erp(image)
-    R = check_rotation(R)
-    if np.array_equal(R, np.eye(3)):
-        return np.array(image, copy=True)
-    lon, lat = lonlat_axes(h, w)
-    table = erp_table(*grid_directions(lon, lat, R), h, w, default_interpolation(image, interpolation))
-    return apply_table(table, image)
 
 
 def kabsch(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
