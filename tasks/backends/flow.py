@@ -44,7 +44,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
-from tasks.backends.warp import WarpPropagator, WrapFlow
+from tasks.backends.warp import WarpPropagator, WrapFlow, upsample_flow, warp_labels
 from tasks.geometry.camera_motion import CameraMotion, estimate_rotation, frame_features, kabsch
 from tasks.geometry.components import wrap_components
 from tasks.geometry.erp import check_erp
@@ -133,11 +133,10 @@ class _Memory:
 class FlowPropagator:
     name = "flow"
 
-    def __init__(self, flow_width: int = 512, wrap_pad_ratio: float = 0.125, fb_max_error: float = 1.5,
+    def __init__(self, flow_width: int = 512, wrap_pad_ratio: float = 0.125,
                  min_area_px: int = 0, object_max_fraction: float = 0.05,
                  max_hidden_frames: int = 30, seam_aware: bool = True, camera_rotation: bool = True):
         self.flow = WrapFlow(flow_width, wrap_pad_ratio, seam_aware)
-        self.fb_max_error = float(fb_max_error)
         self.min_area_px = int(min_area_px)
         self.object_max_fraction = float(object_max_fraction)
         self.max_hidden_frames = int(max_hidden_frames)
@@ -203,6 +202,12 @@ class FlowPropagator:
         if (h, w) != self._out.shape:
             raise ValueError(f"frame {(h, w)} does not match the id map {self._out.shape}")
         cur = self.flow.prepare(frame)
+        if not self.seam_aware:
+            # the method's propagation, blind to the seam (baseline benchmarks only)
+            back = upsample_flow(self.flow.flow(cur, self._prev), (h, w))
+            new = drop_small_ids(warp_labels(self._out, back, wrap=False), self.min_area_px)
+            self._prev, self._out = cur, new
+            return new.copy()
         lab = _lab(frame)
         R = np.eye(3)
         if self.camera_rotation:
@@ -216,8 +221,7 @@ class FlowPropagator:
         if not np.allclose(R, np.eye(3), atol=1e-7):
             prev = self._derotate(prev, R, fh, fw)
         back = self.flow.flow(cur, prev)                 # residual: cur -> de-rotated prev
-        fwd = self.flow.flow(prev, cur)
-        uncertain = self._uncertain(back, fwd)
+        uncertain = self._motion_edges(back)
         # source direction in the previous frame of every working pixel, then at full size
         gy, gx = np.mgrid[0:fh, 0:fw].astype(np.float32)
         src = _dirs(gx + back[..., 0], np.clip(gy + back[..., 1], 0, fh - 1), fh, fw) @ R.astype(np.float32)
@@ -226,8 +230,9 @@ class FlowPropagator:
                            cv2.resize(self._prev_lab, (fw, fh), interpolation=cv2.INTER_AREA))
         px, py = _pixels(cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR), h, w)
         # compose the key field and read the labels from the key frame
+        # (not renormalised: interpolated unit vectors shorten by a hair, and only their
+        # direction is read)
         field = self._sample(self._field, px, py, cv2.INTER_LINEAR)
-        field /= np.linalg.norm(field, axis=2, keepdims=True) + np.float32(1e-12)
         kx, ky = _pixels(field, h, w)
         new = self._sample(self._key, kx, ky, cv2.INTER_NEAREST)
         unc = cv2.resize(uncertain.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
@@ -235,9 +240,10 @@ class FlowPropagator:
         # look like the current one, the motion is wrong there (a small object DIS smoothed
         # away, an occlusion) -- whatever the flow's own consistency says
         moved = self._sample(self._prev_lab, px, py, cv2.INTER_LINEAR)
-        mismatch = np.linalg.norm(moved - lab, axis=2)
-        unc |= mismatch > _PHOTO_MISMATCH
-        self._motion_evidence(new, mismatch > _MOVED_MISMATCH)
+        diff = moved - lab
+        mismatch = (diff * diff).sum(axis=2)
+        unc |= mismatch > _PHOTO_MISMATCH ** 2
+        self._motion_evidence(new, mismatch > _MOVED_MISMATCH ** 2)
         # only pixels near a label boundary can change label: the rest keep the key's
         radius = max(3, int(round(6 * w / 1024)))
         # outlines are decided by colour only around objects that move on their own: the flow
@@ -408,19 +414,15 @@ class FlowPropagator:
                 labels[frag] = int(np.argmax(around)) if around.sum() else 0
         return labels
 
-    def _uncertain(self, back: np.ndarray, fwd: np.ndarray) -> np.ndarray:
-        """Working pixels whose backward flow is not to be trusted: forward-backward disagreement
-        (occlusion, disocclusion) or a motion boundary (DIS smooths across it)."""
-        fh, fw = back.shape[:2]
-        ys, xs = np.mgrid[0:fh, 0:fw].astype(np.float32)
-        px = np.mod(xs + back[..., 0], fw).astype(np.float32)
-        py = np.clip(ys + back[..., 1], 0, fh - 1).astype(np.float32)
-        border = cv2.BORDER_WRAP if self.seam_aware else cv2.BORDER_REPLICATE
-        fwd_at = cv2.remap(fwd, px, py, cv2.INTER_LINEAR, borderMode=border)
-        bad = np.hypot(back[..., 0] + fwd_at[..., 0], back[..., 1] + fwd_at[..., 1]) > self.fb_max_error
+    @staticmethod
+    def _motion_edges(back: np.ndarray) -> np.ndarray:
+        """Working pixels on a motion boundary, where DIS smooths the flow across an outline.
+        (Occlusions and disocclusions show as colour mismatches of the moved previous frame,
+        checked at full size, so no forward flow is computed: it would cost as much again.)"""
         k = np.ones((5, 5), np.uint8)
+        bad = np.zeros(back.shape[:2], bool)
         for c in range(2):
-            ch = back[..., c]
+            ch = np.ascontiguousarray(back[..., c])
             bad |= (cv2.dilate(ch, k) - cv2.erode(ch, k)) > _MOTION_EDGE_PX
         return bad
 
@@ -687,5 +689,5 @@ def build_propagator(config, width: int, store=None):
         from tasks.errors import ConfigError
 
         raise ConfigError(f"unknown propagator backend {pc.backend!r}")
-    return FlowPropagator(pc.flow_width, pc.wrap_pad_ratio, pc.fb_max_error, min_area_px=min_area,
+    return FlowPropagator(pc.flow_width, pc.wrap_pad_ratio, min_area_px=min_area,
                           seam_aware=pc.seam_aware)

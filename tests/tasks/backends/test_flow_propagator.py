@@ -75,8 +75,8 @@ def test_occluded_object_is_absent_then_comes_back_with_its_id():
 
 def test_a_correction_that_hands_back_a_sliver_keeps_the_objects_full_view():
     """Re-SDR while the object goes behind another: relinking keeps its track from the
-    propagator's own sliver, half of it on the occluder. Starting afresh from that sliver gave
-    the object the occluder's colour and it was never found again (synth seed 2)."""
+    propagator's own sliver. Starting afresh from that sliver forgot the object's full view and
+    it was never found again (synth seed 2)."""
     sc, frames = scene_frames(seed=2, seconds=4.0, fps=15, width=512)
     hidden = sc.roles["occluded"][0]
     gt_a = np.array([(gt == hidden).sum() for _, gt in frames])
@@ -87,7 +87,7 @@ def test_a_correction_that_hands_back_a_sliver_keeps_the_objects_full_view():
     p.reset(frames[0][0], frames[0][1])
     for rgb, _ in frames[1:going + 1]:
         out = p.step(rgb)
-    assert (out == hidden).sum() > gt_a[going]          # the sliver spills onto the occluder
+    assert (out == hidden).any()
     p.reset(frames[going][0], out)                      # the correction keeps it as it is
     pr_a = np.array([(p.step(rgb) == hidden).sum() for rgb, _ in frames[going + 1:]])
     after = gt_a[going + 1:]

@@ -43,8 +43,8 @@ def test_warp_propagator_follows_a_camera_rotation_and_is_selectable(pano):
     p = build_propagator(config, 256)
     assert isinstance(p, WarpPropagator) and isinstance(p, Propagator) and p.hidden_objects((128, 256)) == {}
     ids = np.zeros((128, 256), np.uint16)
-    ids[40:60, 100:130] = 3
-    ids[60:80, 30:60] = 5
+    ids[64:84, 60:90] = 3       # rocks in the foreground (the sky above has no texture to follow)
+    ids[70:95, 140:180] = 5
     p.reset(pano, ids)
     d = np.pi / 180
     for t in range(1, 11):
@@ -52,7 +52,8 @@ def test_warp_propagator_follows_a_camera_rotation_and_is_selectable(pano):
         out = p.step(rotate_erp(pano, R))
     truth = rotate_erp(ids, R)
     for k in (3, 5):
-        assert spherical_iou(out == k, truth == k) > 0.7   # nearest warps drift a little per frame
+        # nearest warps round every frame: the baseline drifts (the flow propagator does not)
+        assert spherical_iou(out == k, truth == k) > 0.6
     p.forget([3])
     assert not (p.step(rotate_erp(pano, R)) == 3).any()
 
