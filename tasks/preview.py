@@ -33,7 +33,7 @@ _PALETTE = palette()
 
 def _label_anchor(mask: np.ndarray, row0: int = 0) -> tuple[int, int] | None:
     """Centre of the largest seam-aware component of ``mask`` (rows ``row0..`` of the frame)."""
-    comp, n = wrap_components(mask)
+    comp, n = wrap_components(mask, raster_order=False)
     if n == 0:
         return None
     areas = np.bincount(comp.ravel(), minlength=n + 1)
@@ -56,11 +56,13 @@ def render(frame: np.ndarray, idmap: np.ndarray, names: dict[int, str], *, alpha
         idmap = cv2.resize(idmap, (width, width // 2), interpolation=cv2.INTER_NEAREST)
         h, w = frame.shape[:2]
     color = _PALETTE[idmap]
-    labeled = (idmap > 0)[..., None]
-    out = np.where(labeled, (frame * (1 - alpha) + color * alpha).astype(np.uint8), frame)
+    # uint8 blending in OpenCV (a float64 blend of the whole frame cost more than the rest)
+    out = frame.copy()
+    np.copyto(out, cv2.addWeighted(frame, 1 - alpha, color, alpha, 0.0), where=(idmap > 0)[..., None])
     # outlines: pixels whose right or lower neighbour has another id (the seam column wraps)
     edge = np.zeros((h, w), bool)
-    edge |= idmap != np.roll(idmap, -1, axis=1)
+    np.not_equal(idmap[:, :-1], idmap[:, 1:], out=edge[:, :-1])
+    edge[:, -1] = idmap[:, -1] != idmap[:, 0]
     edge[:-1] |= idmap[:-1] != idmap[1:]
     out[edge] = (out[edge] * 0.3).astype(np.uint8) + (color[edge] * 0.7).astype(np.uint8)
     scale = max(0.35, w / 2048 * 0.9)

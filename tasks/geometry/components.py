@@ -14,11 +14,13 @@ import numpy as np
 from tasks.geometry.erp import lonlat_axes, lonlat_to_vec, row_solid_angles, vec_to_lonlat
 
 
-def wrap_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
+def wrap_components(mask: np.ndarray, connectivity: int = 8, *, raster_order: bool = True) -> tuple[np.ndarray, int]:
     """Label connected components of a boolean ERP mask with the left/right border joined.
 
     Returns ``(labels, n)`` like :func:`cv2.connectedComponents`: ``labels`` int32 with 0 for
-    background and 1..n for components, numbered in raster order of their first pixel.
+    background and 1..n for components, numbered in raster order of their first pixel; with
+    ``raster_order=False`` in no particular order, which saves a sort of the whole mask (callers
+    that only need the pieces' sizes, per object and per frame).
     """
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     h, w = mask.shape
@@ -45,6 +47,11 @@ def wrap_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
     roots = np.array([find(i) for i in range(n)])
+    if not raster_order:
+        uniq = np.unique(roots[1:])
+        lut = np.zeros(n, dtype=np.int32)
+        lut[1:] = np.searchsorted(uniq, roots[1:]) + 1
+        return lut[labels], int(uniq.size)
     # renumber in raster order of first appearance
     uniq, first = np.unique(labels.ravel(), return_index=True)
     order = {}

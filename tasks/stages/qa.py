@@ -62,7 +62,7 @@ def seam_mismatch(frame: np.ndarray, idmap: np.ndarray) -> float:
 def _fragments(mask: np.ndarray) -> int:
     """Sizeable seam-aware pieces of a mask (given on the object's rows only: the count is the
     same, and the work is the object's, not the frame's)."""
-    comp, n = wrap_components(mask)
+    comp, n = wrap_components(mask, raster_order=False)
     if n <= 1:
         return n
     areas = np.bincount(comp.ravel())[1:]
