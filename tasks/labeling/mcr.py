@@ -8,7 +8,9 @@ released code never calls that checker. Here the routing is geometry first:
   continues into a track on the other side of the seam joins that track (same id on both sides);
 * **existing** — the region lies where a track was at t-1: its pixels that still look like that
   track (CIELAB distance to its colour at t-1) go back to it; what the object uncovered is left
-  to the next branch;
+  to the next branch. Under a moving camera the caller passes the t-1 map (and colours) moved
+  by the camera rotation, so "where" is a place in the scene, not a pixel position
+  (:class:`tasks.labeling.follow.TrackingPass`, issue 10);
 * **new** — everything else goes through the SDR: stuff joins its class, things of a minimal
   size become new tracks.
 
