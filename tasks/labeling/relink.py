@@ -146,10 +146,13 @@ def rotate_state(state: RelinkState, R: np.ndarray) -> None:
     """Carry the remembered positions along with a camera rotation ``R`` (content at ``v`` is
     now at ``R @ v``): where a lost object should come back is where it was *in the scene*, so
     under a moving camera its remembered centroid moves with the sphere (issue 10 §2)."""
-    for book in (state.lost, state.last_seen):
-        for look in book.values():
-            lon, lat = rotate_lonlat(R, look.centroid[0], look.centroid[1])
-            look.centroid = (float(lon), float(lat))
+    looks_ = [look for book in (state.lost, state.last_seen) for look in book.values()]
+    if not looks_:
+        return
+    c = np.array([look.centroid for look in looks_], dtype=np.float64)
+    lon, lat = rotate_lonlat(R, c[:, 0], c[:, 1])     # all at once: this runs on every frame
+    for look, a, b in zip(looks_, lon.tolist(), lat.tolist()):
+        look.centroid = (a, b)
 
 
 def relink(
