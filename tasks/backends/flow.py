@@ -60,6 +60,7 @@ _PHOTO_MISMATCH = 8.0  # CIELAB distance between the moved previous frame and th
 _SWITCH_MARGIN = 6.0  # CIELAB: how much closer another label's local colour must be to take a pixel
 _MOTION_EDGE_PX = 1.0
 _MOVED_MISMATCH = 20.0  # CIELAB: an outline pixel this far from the moved previous frame has moved
+_QUIET_FRAMES = 10     # frames without evidence of own motion before an object counts as still again
 _MOVED_SHARE = 0.15     # share of an object's outline that must have moved to call it moving
 _OWN_MOTION_PX = 0.2  # an object moving on its own by more than this (px/frame at the equator) is reviewed by colour
 # two labels' local colours can be told apart where their means differ by more than
@@ -110,7 +111,7 @@ def _centroid(v: np.ndarray) -> np.ndarray:
 class _Memory:
     """An object's last full view (unit vectors + CIELAB colours), kept on the sphere."""
 
-    __slots__ = ("vecs", "lab", "area", "max_area", "motion", "hidden", "centre", "tracked", "step_motion")
+    __slots__ = ("vecs", "lab", "area", "max_area", "motion", "hidden", "centre", "tracked", "step_motion", "quiet")
 
     def __init__(self, vecs: np.ndarray, lab: np.ndarray, area: int):
         self.vecs, self.lab = vecs, lab
@@ -118,6 +119,7 @@ class _Memory:
         self.motion = np.eye(3)       # own motion per frame, relative to the de-rotated scene
         self.tracked = False          # motion measured at least once
         self.step_motion = None       # the whole motion measured this frame (scene around it + own)
+        self.quiet = 0                # frames without evidence of own motion
         self.hidden = 0
         self.centre = _centroid(vecs)
 
@@ -347,10 +349,14 @@ class FlowPropagator:
                     # (hysteresis: once moving, the closed-loop estimate carries it)
                     own = _angle(fit @ around.T)
                     step_px = 2 * np.pi / fw
-                    if own > _OWN_MOTION_PX * step_px and not m.tracked:
-                        m.motion, m.tracked = fit @ around.T, True
-                    elif own < 0.5 * _OWN_MOTION_PX * step_px and _angle(m.motion) < _OWN_MOTION_PX * step_px:
-                        m.motion, m.tracked = np.eye(3), False
+                    if own > _OWN_MOTION_PX * step_px:
+                        m.quiet = 0
+                        if not m.tracked:
+                            m.motion, m.tracked = fit @ around.T, True
+                    else:
+                        m.quiet += 1
+                        if m.quiet >= _QUIET_FRAMES and _angle(m.motion) < _OWN_MOTION_PX * step_px:
+                            m.motion, m.tracked = np.eye(3), False   # it stopped
                 M = m.motion @ around if m.tracked else (fit if fit is not None else around)
             if m is not None:
                 m.step_motion = M
@@ -379,7 +385,7 @@ class FlowPropagator:
         bad = np.bincount(labels[outline & changed], minlength=n)
         for k, m in self._memory.items():
             if k < n and total[k] and bad[k] > _MOVED_SHARE * total[k]:
-                m.tracked = True
+                m.tracked, m.quiet = True, 0
 
     def _moving_zone(self, labels: np.ndarray, radius: int) -> np.ndarray:
         h, w = labels.shape
@@ -450,7 +456,7 @@ class FlowPropagator:
             m.max_area = max(ys.size, m.max_area * _AREA_DECAY)
             if ys.size >= _FULL_VIEW * m.max_area:      # a full view: refresh the memory
                 fresh = self._remember(ys, xs, lab, h, w)
-                fresh.motion, fresh.tracked = m.motion, m.tracked
+                fresh.motion, fresh.tracked, fresh.quiet = m.motion, m.tracked, m.quiet
                 if advance and m.tracked:
                     # own motion, closed loop: where the object ended up (after the colour
                     # decisions along its outline) beyond where its motion predicted it
@@ -528,7 +534,7 @@ class FlowPropagator:
             cur = new[near]
             # free: unlabeled, background, unsure -- or another object's pixel that shows this
             # object's own colours there (it came out from behind and was taken for the occluder)
-            free = (cur == 0) | (cur == k) | np.isin(cur, stuff) | ~trusted[near] | match[near]
+            free = (cur == 0) | (cur == k) | np.isin(cur, stuff) | ~trusted[near] | (match if vis == 0 else near)[near]
             ys, xs = np.nonzero(near)
             new[ys[free], xs[free]] = k
             self._recovered = True

@@ -143,3 +143,131 @@ def test_the_methods_seam_blind_propagation_loses_what_crosses_the_seam():
     assert m[:, :10].any()                               # it has crossed the seam
     assert (a[m] == obj).mean() > 0.95
     assert (b[m] == obj).mean() < (a[m] == obj).mean() - 0.1
+
+
+# -- real footage: a real panorama re-shot through a moving camera (issue 10) -----------------------
+import cv2  # noqa: E402
+
+from tasks.backends.warp import WarpPropagator  # noqa: E402
+from tasks.geometry.camera_motion import angle_between_deg  # noqa: E402
+from tasks.geometry.erp import lonlat_axes, spherical_iou  # noqa: E402
+from tasks.geometry.rotation import rotate_erp, rotation_matrix  # noqa: E402
+
+W_REAL = 512
+
+
+@pytest.fixture(scope="module")
+def real_pano(shared_data):
+    im = cv2.imread(str(shared_data / "erp_images" / "pannellum_examplepano_4096x2048.jpg"))
+    return cv2.resize(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), (W_REAL, W_REAL // 2), interpolation=cv2.INTER_AREA)
+
+
+def cap(lon_deg, lat_deg, radius_deg, h=W_REAL // 2, w=W_REAL):
+    """A disc on the sphere (the prompted object): the same shape wherever it sits."""
+    lon, lat = lonlat_axes(h, w)
+    lon, lat = np.meshgrid(lon, lat)
+    c = np.radians([lon_deg, lat_deg])
+    cosd = np.sin(lat) * np.sin(c[1]) + np.cos(lat) * np.cos(c[1]) * np.cos(lon - c[0])
+    return cosd >= np.cos(np.radians(radius_deg))
+
+
+def handheld(n, seed=0):
+    """Yaw drift with smooth pitch and roll up to about +-12 deg: the content rotation per frame."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    ph = rng.uniform(0, 2 * np.pi, 3)
+    yaw = 1.2 * t + 3 * np.sin(2 * np.pi * t / 37 + ph[0])
+    pitch = 12 * np.sin(2 * np.pi * t / 45 + ph[1]) * np.sin(np.pi * t / n)
+    roll = 12 * np.sin(2 * np.pi * t / 31 + ph[2]) * np.sin(np.pi * t / n)
+    return [rotation_matrix(*np.radians([y - yaw[0], p, r])).T for y, p, r in zip(yaw, pitch, roll)]
+
+
+@pytest.fixture(scope="module")
+def reshot(real_pano):
+    """30 frames of the panorama through a handheld camera, with three prompted objects: one on
+    the seam, one at latitude -60 deg, one in front; ground truth is each mask rotated alike."""
+    masks = {3: cap(180, -20, 9), 4: cap(40, -62, 10), 5: cap(-40, -12, 8)}
+    ids = np.zeros((W_REAL // 2, W_REAL), np.uint16)
+    for k, m in masks.items():
+        ids[m] = k
+    rots = handheld(31)
+    return [rotate_erp(real_pano, R) for R in rots], [rotate_erp(ids, R) for R in rots], rots
+
+
+def test_real_panorama_through_a_handheld_camera_keeps_every_object(reshot):
+    frames, truths, _ = reshot
+    flow, warp = FlowPropagator(256), WarpPropagator(256)
+    for p in (flow, warp):
+        p.reset(frames[0], truths[0])
+    for f in frames[1:]:
+        out, base = flow.step(f), warp.step(f)
+    for k in (3, 4, 5):
+        j, jb = spherical_iou(out == k, truths[-1] == k), spherical_iou(base == k, truths[-1] == k)
+        assert j >= 0.9 and j >= jb, (k, j, jb)
+
+
+def test_seam_object_keeps_one_id_under_camera_motion(reshot):
+    frames, truths, _ = reshot
+    p = FlowPropagator(256)
+    p.reset(frames[0], truths[0])
+    for f, truth in zip(frames[1:], truths[1:]):
+        out = p.step(f)
+        g = truth == 3
+        assert (out[g] == 3).mean() > 0.85
+        assert set(np.unique(out[out > 0]).tolist()) <= {3, 4, 5}
+
+
+def test_camera_rotation_is_measured_and_exposed(reshot):
+    frames, truths, rots = reshot
+    p = FlowPropagator(256)
+    assert p.last_motion is None
+    p.reset(frames[0], truths[0])
+    for t in range(1, 4):
+        p.step(frames[t])
+        m = p.last_motion
+        assert m.ok and m.inlier_ratio > 0.5
+        assert angle_between_deg(m.rotation, rots[t] @ rots[t - 1].T) < 0.5
+        assert p.last_motion.as_dict()["ok"] is True
+
+
+@pytest.mark.parametrize("bad", ["grey", "black", "cut"])
+def test_a_frame_without_a_measurable_rotation_falls_back_to_flow(reshot, bad):
+    frames, truths, _ = reshot
+    p = FlowPropagator(256)
+    p.reset(frames[0], truths[0])
+    p.step(frames[1])
+    if bad == "cut":
+        other = np.ascontiguousarray(np.flipud(frames[2]))   # another scene: sky below, ground above
+        frame = cv2.GaussianBlur(other, (0, 0), 3)
+    else:
+        frame = np.full_like(frames[2], 128 if bad == "grey" else 0)
+    out = p.step(frame)
+    assert out.shape == truths[0].shape and out.dtype == np.uint16
+    assert not p.last_motion.ok and p.last_motion.reason in ({"cut", "too_few_matches", "low_inliers"}
+                                                              if bad == "cut" else {"uniform"})
+    p.step(frames[3])                                        # and it carries on afterwards
+
+
+def test_occluded_object_coasts_and_comes_back_under_camera_motion():
+    """The synthetic occlusion (seed 0) seen through a turning camera: the hidden object is
+    absent while hidden and comes back with its id where it reappears."""
+    sc, frames = scene_frames(seed=0, seconds=4.0, fps=15, width=512)
+    hidden = sc.roles["occluded"][0]
+    d = np.pi / 180
+    rots = [rotation_matrix(0.8 * t * d, 3 * np.sin(t / 9) * d, 2 * np.sin(t / 7) * d).T for t in range(len(frames))]
+    views = [(rotate_erp(rgb, R), rotate_erp(ids, R)) for (rgb, ids), R in zip(frames, rots)]
+    p = FlowPropagator(256)
+    p.reset(*views[0])
+    areas = []
+    for rgb, gt in views[1:]:
+        out = p.step(rgb)
+        areas.append(((gt == hidden).sum(), (out == hidden).sum(), spherical_iou(gt == hidden, out == hidden)))
+    gt_a = np.array([a for a, _, _ in areas])
+    pr_a = np.array([b for _, b, _ in areas])
+    full = gt_a.max()
+    occluded = gt_a < 0.05 * full
+    assert occluded.any()
+    assert (pr_a[occluded] < 0.2 * full).all()
+    last = np.flatnonzero(occluded)[-1]
+    back = gt_a[last + 1:] > 0.6 * full
+    assert back.any() and (pr_a[last + 1:][back] > 0.5 * gt_a[last + 1:][back]).mean() > 0.8
