@@ -222,6 +222,27 @@ def test_exit_code_outcomes_cover_the_cli_contract():
         assert kube.outcome_for_exit_code(code) == "retry"
 
 
+def test_a_pod_and_a_local_task_end_the_same_way_for_every_error_class():
+    """One source of truth: the exit code an error class carries, read back from a pod, gives the
+    outcome the local task wrapper gives the exception itself."""
+    import inspect
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from leader360v_airflow.stage_tasks import airflow_outcome
+    from tasks import errors
+
+    for _, cls in inspect.getmembers(errors, inspect.isclass):
+        if not issubclass(cls, errors.PipelineError):
+            continue
+        exc = cls.__new__(cls)                           # whatever its constructor needs
+        Exception.__init__(exc, "x")
+        exc.__dict__.update(reason="x", message="x")
+        local = airflow_outcome(exc)
+        expected = {AirflowSkipException: "skip", AirflowFailException: "fail", type(None): "retry"}[type(local)]
+        assert kube.outcome_for_exit_code(cls.exit_code) == expected, cls
+
+
 def finished_pod(exit_code: int) -> k8s.V1Pod:
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(name="l360-ingest-abcdefgh", namespace="leader360v"),
