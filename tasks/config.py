@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.errors import ConfigError
 
@@ -71,7 +71,8 @@ class ProposeConfig(_Section):
     work_width: int = Field(default=1024, ge=64)
     # Distortion-aware proposals at the poles: the ERP tiles stretch the polar caps tens of
     # times, so the proposers also run on perspective views looking up and down, whose masks are
-    # projected back and fused on the sphere (spherical IoU) [ours, issue #3 §3].
+    # projected back and fused on the sphere (spherical IoU) [ours, issue #3 §3]. Tiles layout
+    # only: the sphere layout's region graph crosses the poles itself.
     polar_views: bool = True
     # Half-angle of the cap each polar view covers is fov/2; 120 deg covers |lat| >= 30 deg.
     polar_view_fov_deg: float = Field(default=120.0, gt=30, lt=170)
@@ -123,11 +124,17 @@ class VerifyConfig(_Section):
     verifier: Literal["embedding", "openai", "none"] = "embedding"
     # Cosine similarity under which a free-text label is not trusted -> "unknown" [ours].
     embedding_min_similarity: float = Field(default=0.5, ge=-1, le=1)
-    # OpenAI-compatible endpoint (".../v1"); the API key is read from the environment variable
-    # named here, never from the configuration (it must not end up in manifests or logs).
+    # OpenAI-compatible endpoint (".../v1"). None = the deployment's ($LEADER360V_LLM_BASE_URL).
+    # A value must be one the deployment allows ($LEADER360V_LLM_BASE_URL or
+    # $LEADER360V_LLM_ALLOWED_ENDPOINTS): the API key is sent there, and a configuration comes from
+    # people who do not hold the key (issue 12; tasks/deployment.py). Kept here, not only in the
+    # environment, because the endpoint (its model server) changes labels: it names the run.
     llm_base_url: str | None = None
     llm_model: str = "Qwen3-VL-8B-Instruct"
-    llm_api_key_env: str = "LEADER360V_LLM_API_KEY"
+    # Fixed: the key is always read from $LEADER360V_LLM_API_KEY, which the deployment fills from
+    # a Secret. Any other value is refused (issue 12: a setting pointed it at the store's secret
+    # key). Kept as a one-value field so run hashes recorded before stay the same.
+    llm_api_key_env: Literal["LEADER360V_LLM_API_KEY"] = "LEADER360V_LLM_API_KEY"
     # temperature 0.2 and JSON answers as the method's code [M §1.2(d)]; bounded time and retries
     # so a slow or failing endpoint degrades to "unknown" + a QA flag instead of stalling a run.
     llm_temperature: float = Field(default=0.2, ge=0, le=2)
@@ -139,6 +146,29 @@ class VerifyConfig(_Section):
     view_fov_deg: float = Field(default=100.0, gt=10, lt=180)
     view_width: int = Field(default=640, ge=64)
     view_height: int = Field(default=480, ge=64)
+
+    @field_validator("llm_api_key_env", mode="before")
+    @classmethod
+    def _fixed_key_env(cls, value: Any) -> Any:
+        from tasks.deployment import LLM_API_KEY_ENV
+
+        if value != LLM_API_KEY_ENV:
+            raise ValueError(
+                f"the API key is always read from ${LLM_API_KEY_ENV}, set by the deployment (a Secret); "
+                f"a configuration cannot name another variable (got {value!r})")
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _allowed_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from tasks.deployment import check_llm_endpoint
+
+        try:
+            return check_llm_endpoint(value)
+        except ConfigError as exc:  # reported with the setting's name by _explain
+            raise ValueError(str(exc)) from None
 
 
 class SdrConfig(_Section):
