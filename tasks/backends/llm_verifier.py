@@ -20,7 +20,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -32,6 +31,7 @@ import httpx
 import numpy as np
 
 from tasks.backends.protocols import Verdict, VerifyRequest
+from tasks.deployment import llm_api_key, resolve_llm_endpoint
 from tasks.errors import ConfigError
 from tasks.vocabulary import UNKNOWN, Vocabulary, master
 
@@ -114,7 +114,8 @@ class OpenAIVerifier:
         transport: httpx.BaseTransport | None = None,
     ):
         if not base_url:
-            raise ConfigError("verify.llm_base_url is required for the openai verifier (e.g. http://vllm:8000/v1)")
+            raise ConfigError("the openai verifier needs an endpoint: $LEADER360V_LLM_BASE_URL in the deployment "
+                              "(e.g. http://vllm:8000/v1)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.vocab = vocab or master()
@@ -126,7 +127,9 @@ class OpenAIVerifier:
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout_s), transport=transport)
+        # never follow a redirect: the key would go to wherever the endpoint points (issue 12)
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout_s), transport=transport,
+                                    follow_redirects=False)
         self._cache: dict[str, Verdict] = {}
         self._cache_lock = threading.Lock()
         self._system = system_prompt(self.vocab)
@@ -272,7 +275,10 @@ class OpenAIVerifier:
 
 
 def build_openai_verifier(config) -> OpenAIVerifier:
+    """The verifier the deployment allows: its endpoint is the configured one only if the deployment
+    lists it (checked again here, in the process that sends the key), else the deployment's own;
+    the key always comes from $LEADER360V_LLM_API_KEY (tasks/deployment.py, issue 12)."""
     vc = config.verify
-    key = os.environ.get(vc.llm_api_key_env)
-    return OpenAIVerifier(vc.llm_base_url or "", vc.llm_model, api_key=key, temperature=vc.llm_temperature,
+    url = resolve_llm_endpoint(vc.llm_base_url)
+    return OpenAIVerifier(url, vc.llm_model, api_key=llm_api_key(), temperature=vc.llm_temperature,
                           timeout_s=vc.llm_timeout_s, max_retries=vc.llm_max_retries, max_workers=vc.llm_max_workers)

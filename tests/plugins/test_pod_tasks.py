@@ -314,6 +314,8 @@ def test_ingest_pod_records_the_same_run_as_local_mode(tmp_path, monkeypatch):
     base_file = tmp_path / "pipeline.yaml"
     base_file.write_text(yaml.safe_dump({"video": {"fps": 10}, "verify": {"llm_model": "Qwen3-VL-8B-Instruct-AWQ"}}))
     monkeypatch.setenv("LEADER360V_CONFIG", str(base_file))
+    # an endpoint a configuration may pick must be one the deployment lists (issue 12)
+    monkeypatch.setenv("LEADER360V_LLM_ALLOWED_ENDPOINTS", "http://vllm.llm:8000/v1")
     params = {"config_overrides": {"refine.tau": 0.004, "verify.llm_base_url": "http://vllm.llm:8000/v1"}, "force": False}
     local = settings.pipeline_config(params["config_overrides"])            # what local mode runs
     args = kube.runtime_arguments("ingest", params)
