@@ -166,6 +166,8 @@ def main() -> None:
     summary = {
         "err_mean_deg": round(statistics.fmean(all_err), 4),
         "err_max_deg": round(max(all_err), 4),
+        "err_median_deg": round(statistics.median(all_err), 4),
+        "pairs_over_0_5deg": sum(e > 0.5 for e in all_err),
         "refused": sum(r["refused"] for r in main_rows),
         "pairs": sum(r["pairs"] for r in main_rows),
         "handheld_stream_ms_median": statistics.median(r["stream_ms"] for r in rows if r["case"] == "handheld"),
