@@ -64,9 +64,19 @@ class RichLook:
             img = photos[int(rng.integers(len(photos)))]
             h, w = img.shape[:2]
             side = int(min(h, w) * rng.uniform(0.12, 0.25))
-            y = int(rng.integers(int(0.2 * h), max(int(0.2 * h) + 1, int(0.8 * h) - side)))
-            x = int(rng.integers(0, w - side))
-            patch = cv2.resize(img[y:y + side, x:x + side], (PATCH, PATCH), interpolation=cv2.INTER_AREA)
+            # of 8 random cuts the most colourful one with the least sky or cloud in it: a patch of
+            # sky would make an object the background's colour, which tests nothing an object shows
+            best, best_score = None, -1.0
+            for _ in range(8):
+                y = int(rng.integers(int(0.2 * h), max(int(0.2 * h) + 1, int(0.8 * h) - side)))
+                x = int(rng.integers(0, w - side))
+                cut = img[y:y + side, x:x + side]
+                px = cut.reshape(-1, 3).astype(np.float32)
+                sky = ((px[:, 2] > px[:, 0] + 20) & (px[:, 2] >= px[:, 1])) | (px.min(axis=1) > 190)
+                score = float(px.std(axis=0).sum()) * (1.0 - float(sky.mean()))
+                if score > best_score:
+                    best, best_score = cut, score
+            patch = cv2.resize(best, (PATCH, PATCH), interpolation=cv2.INTER_AREA)
         return cls(colours, regions, cuts, patch)
 
     def __call__(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
