@@ -112,3 +112,19 @@ def test_ground_truth_is_the_frame0_mask_rotated_and_rotates_back():
     obj = gt[-1] == 5
     bright = frame[..., 0] > 127
     assert (obj & bright).sum() / (obj | bright).sum() > 0.85
+
+
+def test_real_panorama_re_shot_and_rotated_back(shared_data):
+    import cv2
+
+    bgr = cv2.imread(str(shared_data / "erp_images" / "pannellum_examplepano_4096x2048.jpg"))
+    still = cv2.cvtColor(cv2.resize(bgr, (1024, 512), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    path = camera_path("vehicle", 15, 10.0, seed=4)
+    frames = list(render_still(still, path, width=512))
+    ref = cv2.resize(still, (512, 256), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(frames[0].astype(int) - ref).mean() < 1.0  # frame 0 is the still itself
+    moved = frames[-1].astype(int)
+    assert np.abs(moved - ref).mean() > 10  # the camera really turned
+    back = rotate_erp(frames[-1], path.rotations[-1].T).astype(int)
+    rows = slice(20, -20)
+    assert np.abs(back[rows] - ref[rows]).mean() < 6  # the same picture, up to two resamplings
