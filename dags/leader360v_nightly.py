@@ -123,7 +123,10 @@ def leader360v_nightly():
             raise AirflowFailException("discover failed, so no video was labeled; its log lists what to fix")
         ctx = get_current_context()
         states = _stage_states(ctx, len(keys))
-        s = summarize(settings.store(), keys, mapped_results(results), states, tuple(STAGE_ORDER))
+        done = {r.get("key") for r in mapped_results(results)}
+        s = summarize(settings.store(), keys, mapped_results(results), states, tuple(STAGE_ORDER),
+                      _ingested_ids(ctx, [i for i, k in enumerate(keys)
+                                          if k not in done and states.get(i, {}).get("ingest") == "success"]))
         s["table"] = summary_table(s)
         s["sentence"] = counts_sentence(s["counts"])
         print(f"Run summary: {s['sentence']}.\n\n{s['table']}")
@@ -173,6 +176,18 @@ def _stage_states(ctx, n: int) -> dict[int, dict[str, str]]:
         if task_id.startswith(GROUP + ".") and index.isdigit() and int(index) < n:
             out.setdefault(int(index), {})[task_id[len(GROUP) + 1:]] = str(state) if state else ""
     return out
+
+
+def _ingested_ids(ctx, indexes: list[int]) -> dict[int, str]:
+    """map index -> video id from ingest's results, for uploads that stopped after ingest."""
+    if not indexes:
+        return {}
+    try:
+        pulled = ctx["ti"].xcom_pull(task_ids=f"{GROUP}.ingest", map_indexes=indexes)
+    except Exception as exc:  # noqa: BLE001 - the table just shows no id then
+        print(f"could not read ingest's results ({exc}); failed uploads are listed without their video id")
+        return {}
+    return {i: r["video_id"] for i, r in zip(indexes, pulled or []) if isinstance(r, dict) and r.get("video_id")}
 
 
 leader360v_nightly()

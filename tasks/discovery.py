@@ -85,17 +85,18 @@ def upload_time(store: ObjectStore, info: ObjectInfo) -> _dt.datetime:
     return _utc(info.modified)
 
 
-def quarantined_keys(store: ObjectStore) -> dict[str, dict]:
-    out = {}
+def quarantine_records(store: ObjectStore) -> list[dict]:
+    out = []
     for info in store.list(layout.QUARANTINE):
         try:
-            rec = store.get_json(info.key)
+            out.append(store.get_json(info.key))
         except Exception:  # noqa: BLE001 - a damaged record must not stop discovery
             log.warning("unreadable quarantine record %s", info.key, exc_info=True)
-            continue
-        if rec.get("key"):
-            out[rec["key"]] = rec
     return out
+
+
+def quarantined_keys(store: ObjectStore) -> dict[str, dict]:
+    return {rec["key"]: rec for rec in quarantine_records(store) if rec.get("key")}
 
 
 # -- checking a request ------------------------------------------------------------------------
@@ -217,17 +218,23 @@ _BAD = {"failed", "upstream_failed"}
 
 
 def summarize(store: ObjectStore, keys: list[str], results: list[dict],
-              task_states: dict[int, dict[str, str]] | None = None, stages: tuple[str, ...] = ()) -> dict:
+              task_states: dict[int, dict[str, str]] | None = None, stages: tuple[str, ...] = (),
+              video_ids: dict[int, str] | None = None) -> dict:
     """Per upload: ready (with its video id), quarantined (with the reason), duplicate (of which
     upload), or failed (at which stage) -- the run's summary.
 
     ``task_states`` (map index -> stage -> Airflow state, map index = position in ``keys``) says
     where an upload stopped; without it an unfinished upload is reported as failed at an unknown
-    stage. ``failed`` counts what a retry or a fix must handle: anything but rejected and
-    duplicate input.
+    stage. ``video_ids`` (map index -> id, from ``ingest``'s results) names the video of an
+    upload that failed after ingest. ``failed`` counts what a retry or a fix must handle:
+    anything but rejected and duplicate input.
     """
+    video_ids = video_ids or {}
     done = {r["key"]: r for r in results if r}
-    q = quarantined_keys(store)
+    records = quarantine_records(store)
+    q = {rec["key"]: rec for rec in records if rec.get("key")}
+    # a stage after ingest that rejects the video records its id (it does not know the key)
+    q_by_id = {rec["video_id"]: rec for rec in records if rec.get("video_id")}
     task_states = task_states or {}
     rows = []
     for i, k in enumerate(keys):
@@ -235,9 +242,10 @@ def summarize(store: ObjectStore, keys: list[str], results: list[dict],
         if k in done:
             rows.append({"key": k, "video_id": done[k]["video_id"], "status": "ready", "run": done[k]["run"],
                          "detail": f"run {done[k]['run']}"})
-        elif k in q:
-            rows.append({"key": k, "video_id": q[k].get("video_id"), "status": "quarantined",
-                         "reason": q[k]["reason"], "detail": f"{q[k]['reason']}: {q[k]['message']}"})
+        elif k in q or video_ids.get(i) in q_by_id:
+            rec = q[k] if k in q else q_by_id[video_ids[i]]
+            rows.append({"key": k, "video_id": rec.get("video_id"), "status": "quarantined",
+                         "reason": rec["reason"], "detail": f"{rec['reason']} at {rec.get('stage', '?')}: {rec['message']}"})
         elif states.get("ingest") == "skipped":
             dup = _duplicate_of(store, k)
             rows.append({"key": k, "video_id": dup[0] if dup else None, "status": "duplicate",
@@ -247,7 +255,7 @@ def summarize(store: ObjectStore, keys: list[str], results: list[dict],
             if stage is None and states:
                 stage = next((s for s in stages if states.get(s) != "success"), None)
             state = states.get(stage, "") if stage else ""
-            rows.append({"key": k, "video_id": None, "status": "failed", "stage": stage,
+            rows.append({"key": k, "video_id": video_ids.get(i), "status": "failed", "stage": stage,
                          "detail": (f"{stage} {state.replace('_', ' ')}" if stage else "stopped at an unknown stage")
                          + "; see that task's log"})
     counts: dict[str, int] = {}

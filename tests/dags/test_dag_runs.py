@@ -66,7 +66,7 @@ def test_nightly_labels_good_videos_and_quarantines_bad_ones(nightly):
     log = proc.stdout + proc.stderr
     assert "Run summary: 2 ready, 1 quarantined, 1 duplicate." in log
     assert "| upload | video id | status | detail |" in log
-    assert "| `raw/batch/notes.mp4` |" in log and "| quarantined | not_a_video: " in log
+    assert "| `raw/batch/notes.mp4` |" in log and "| quarantined | not_a_video at ingest: " in log
     assert f"| `{sorted(twins - {first})[0]}` | {sources[first]} | duplicate | same content as {first} |" in log
     assert "Every upload is accounted for: 2 ready, 1 quarantined, 1 duplicate." in log
     # the validate stage says "N of M expectations passed" and GX's own chatter stays out

@@ -253,7 +253,7 @@ def test_nightly_runs_in_kubernetes_mode_with_simulated_pods(airflow_db, tiny_cl
         assert c["args"][1:5] == ["--video-id", video_id, "--run", run]
     # publish_ready saw the same rows as in local mode
     assert f"| `{good}` | {video_id} | ready | run {run} |" in log
-    assert "| `raw/k/notes.mp4` |" in log and "| quarantined | not_a_video: " in log
+    assert "| `raw/k/notes.mp4` |" in log and "| quarantined | not_a_video at ingest: " in log
     assert "Every upload is accounted for: 1 ready, 1 quarantined, 1 duplicate." in log
     # the pod tasks are named by their upload in the UI too (map_index_template renders)
     import sqlite3

@@ -121,7 +121,7 @@ def test_summary_says_what_became_of_every_upload(tmp_path, store):
               2: {"ingest": "skipped", "decode": "skipped"}, 3: {"ingest": "success", "decode": "failed",
                                                                   "propose": "upstream_failed"}}
     s = discovery.summarize(store, keys, [{"key": "raw/ok.mp4", "video_id": "a" * 16, "run": "c" * 12}],
-                            states, stages)
+                            states, stages, {3: "d" * 16})
     assert [(r["key"], r["status"]) for r in s["videos"]] == [
         ("raw/ok.mp4", "ready"), ("raw/bad.mp4", "quarantined"), ("raw/dup.mp4", "duplicate"),
         ("raw/crash.mp4", "failed"), ("raw/lost.mp4", "failed")]
@@ -131,10 +131,14 @@ def test_summary_says_what_became_of_every_upload(tmp_path, store):
     table = discovery.summary_table(s).splitlines()
     assert table[0] == "| upload | video id | status | detail |"
     assert table[2] == f"| `raw/ok.mp4` | {'a' * 16} | ready | run {'c' * 12} |"
-    assert table[3] == f"| `raw/bad.mp4` | {'b' * 16} | quarantined | not_a_video: not a video file |"
+    assert table[3] == f"| `raw/bad.mp4` | {'b' * 16} | quarantined | not_a_video at ingest: not a video file |"
     assert table[4] == f"| `raw/dup.mp4` | {'a' * 16} | duplicate | same content as raw/ok.mp4 |"
-    assert table[5] == "| `raw/crash.mp4` | – | failed | decode failed; see that task's log |"
+    assert table[5] == f"| `raw/crash.mp4` | {'d' * 16} | failed | decode failed; see that task's log |"
     assert "{" not in "\n".join(table)                      # no Python dicts in what an operator reads
+    # a video rejected by a later stage (its record has the id, not the key) is quarantined, not failed
+    quarantine(store, "d" * 16, None, "decode", InputRejected("truncated", "the video ends early"), "c" * 12)
+    s = discovery.summarize(store, keys, [], states, stages, {3: "d" * 16})
+    assert s["videos"][3]["status"] == "quarantined" and s["videos"][3]["detail"].startswith("truncated at decode")
     assert discovery.describe_report(["raw/ok.mp4"], {"quarantined_skipped": ["raw/bad.mp4"], "over_limit": 0}) == (
         "1 upload to label; 1 left out because quarantined earlier (raw/bad.mp4; tick include_quarantined to "
         "retry them).")
