@@ -202,3 +202,53 @@ class QualityGateFailed(PermanentError):
     def __init__(self, message: str, failures: list[dict] | None = None):
         super().__init__(message)
         self.failures = list(failures or [])
+
+
+class SourceChanged(PermanentError):
+    """The raw object under a video's key no longer has the content its ``source.json`` records
+    (issue 12: a re-upload under the same key must not give another video's frames under the old
+    id). The new bytes are a new video: ingest them, which gives them their own content id."""
+
+    label = "source changed"
+
+    def __init__(self, video_id: str, key: str, recorded: str, found: str):
+        super().__init__(
+            f"the object {key!r} no longer holds video {video_id}: its sha256 is {found[:16]}…, "
+            f"source.json records {recorded[:16]}…; nothing was decoded. The new content is a new video: "
+            f"run `python -m tasks ingest --key {key}` (it gets its own id); to label video {video_id} "
+            "again, upload its original file"
+        )
+        self.video_id = video_id
+        self.key = key
+        self.recorded = recorded
+        self.found = found
+
+
+class LeaseHeld(TransientError):
+    """Another process holds the lease on what this one was about to write (a stage of the same
+    video and run, issue 12), and did not let go within the wait. Retrying later helps: by then
+    the holder has committed (the retry skips) or its lease has expired (the retry takes over)."""
+
+    label = "busy"
+
+    def __init__(self, what: str, holder: dict, expires_in: float, waited: float):
+        who = describe_holder(holder)
+        super().__init__(
+            f"{what} is being written by {who}; waited {waited:.0f} s, its lease runs {max(expires_in, 0):.0f} s more. "
+            "Nothing was written; run again when it is done (a committed stage is skipped), or stop that "
+            "process: its lease then expires and the next run takes over"
+        )
+        self.holder = dict(holder)
+
+
+class LeaseLost(TransientError):
+    """This process's lease expired or was taken over before it committed; nothing was committed."""
+
+    label = "lease lost"
+
+
+def describe_holder(holder: dict) -> str:
+    """'host h1, pid 42 (Airflow dag d, run r, task t, try 2)' from a lease's holder record."""
+    text = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
+    airflow = [f"{k} {holder[k]}" for k in ("dag", "run", "task", "try") if holder.get(k)]
+    return text + (f" (Airflow {', '.join(airflow)})" if airflow else "")

@@ -1,15 +1,26 @@
-"""decode: frames at the configured fps and width (one eye for stereo, resized to exact 2:1)."""
+"""decode: frames at the configured fps and width (one eye for stereo, resized to exact 2:1).
+
+Before decoding, the raw object's bytes are hashed and compared with the sha256 its
+``source.json`` recorded at ingest (issue 12): a different file uploaded under the same key is a
+new video, never new frames under the old id (:class:`~tasks.errors.SourceChanged`). The hash is
+taken of the very file ffmpeg then reads (the store's file, or the local copy of an S3 object).
+
+Frames are resampled by timestamps when ``video.fps`` is set, passed through one by one when it
+is not (tasks/video/frames.py); ``decoder`` in the frames manifest marks frames made that way, so
+frames decoded before (with duplicates on variable-frame-rate input) are decoded again.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
 
 from tqdm import tqdm
 
 from tasks import layout
 from tasks.config import PipelineConfig
-from tasks.errors import InputRejected
+from tasks.errors import InputRejected, SourceChanged
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
 from tasks.video.frames import iter_frames
@@ -20,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # A stream that decodes to fewer than this share of its promised frames is corrupt mid-file.
 _MIN_DECODED_SHARE = 0.9
+# 2: display rotation applied and no duplicated frames on VFR input (issue 12); frames manifests
+# without it (or older) are decoded again.
+DECODER_VERSION = 2
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
@@ -29,8 +43,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     fps = config.video.fps or probe.fps
     prefix = layout.frames_prefix(inputs.video_id, fps, width)
     fkey = prefix + layout.MANIFEST
-    if store.exists(fkey):
-        fm = store.get_json(fkey)
+    fm = store.get_json(fkey) if store.exists(fkey) else None
+    if fm is not None and fm.get("decoder", 1) >= DECODER_VERSION and fm.get("source_sha256") == source["sha256"]:
         log.info("reusing %d decoded frames at %s", fm["count"], prefix)
     else:
         fm = _decode(store, source, probe, prefix, width, fps if config.video.fps else None, config, inputs.params)
@@ -45,6 +59,7 @@ def _decode(store, source, probe, prefix, width, fps, config, params) -> dict:
     expected = probe.n_frames if fps is None else int(round(probe.duration * fps))
     n = 0
     with store.local_file(source["key"]) as path:
+        verify_source(path, source)
         bar = tqdm(total=expected, desc="decode", unit="frame", disable=not params.get("progress", False) or None)
         for frame in iter_frames(path, probe, width, fps):
             store.put_bytes(layout.frame_key(prefix, n), encode_jpeg(frame, config.video.jpeg_quality), content_type="image/jpeg")
@@ -61,8 +76,17 @@ def _decode(store, source, probe, prefix, width, fps, config, params) -> dict:
         )
     fm = {
         "count": n, "width": width, "height": width // 2, "fps": fps or probe.fps,
-        "layout": probe.layout, "source_sha256": source["sha256"],
+        "layout": probe.layout, "source_sha256": source["sha256"], "decoder": DECODER_VERSION,
+        "rotation": probe.rotation,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     store.put_json(prefix + layout.MANIFEST, fm)
     return fm
+
+
+def verify_source(path, source: dict) -> None:
+    """Raise :class:`SourceChanged` unless the file at ``path`` has the recorded sha256."""
+    with open(path, "rb") as fh:
+        found = hashlib.file_digest(fh, "sha256").hexdigest()
+    if found != source["sha256"]:
+        raise SourceChanged(source["video_id"], source["key"], source["sha256"], found)

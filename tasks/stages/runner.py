@@ -105,6 +105,11 @@ def load_run_config(store: ObjectStore, video_id: str, run: str) -> PipelineConf
 
 
 def quarantine(store: ObjectStore, video_id: str, key: str | None, stage: str, exc: InputRejected, run: str | None) -> str:
+    if key is None:  # stages after ingest know the raw key from source.json (issue 12: it was null)
+        try:
+            key = store.get_json(layout.source_key(video_id)).get("key")
+        except (ObjectNotFound, ValueError, AttributeError):
+            key = None
     record = {
         "video_id": video_id, "key": key, "stage": stage, "reason": exc.reason, "message": exc.message,
         "details": exc.details, "run": run,
@@ -125,7 +130,33 @@ def execute(
     params: dict[str, Any] | None = None,
     force: bool = False,
 ) -> StageResult:
-    """Run ``stage`` for one video under the contract and return its result."""
+    """Run ``stage`` for one video under the contract and return its result.
+
+    Under a lease per (video, run, stage) (issue 12; tasks/storage/lease.py): a second process on
+    the same stage waits for the first (then finds its commit and skips) or fails with
+    :class:`~tasks.errors.LeaseHeld` (exit 1) naming the holder; it never clears or overwrites the
+    first one's files. The lease is checked again right before the commit point.
+    """
+    if stage == "ingest" or stage not in STAGES or video_id is None:
+        return _execute(stage, store=store, config=config, video_id=video_id, params=params, force=force)
+    from tasks.storage.lease import held_lease, stage_lease_key
+
+    layout.check_video_id(video_id)
+    with held_lease(store, stage_lease_key(video_id, config.hash, stage),
+                    what=f"stage {stage} of video {video_id} run {config.hash}") as lease:
+        return _execute(stage, store=store, config=config, video_id=video_id, params=params, force=force, lease=lease)
+
+
+def _execute(
+    stage: str,
+    *,
+    store: ObjectStore,
+    config: PipelineConfig,
+    video_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    force: bool = False,
+    lease=None,
+) -> StageResult:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(ORDER)}")
     spec = STAGES[stage]
@@ -176,6 +207,8 @@ def execute(
         quarantine(store, video_id, params.get("key"), stage, exc, run)
         raise
     manifest = build_manifest(stage, video_id, run, config, out, writer, upstream_digests, started, t0)
+    if lease is not None:
+        lease.check()  # a process that lost its lease must not commit over the new holder's files
     store.put_json(mkey, manifest)  # the commit point
     return _result_from_manifest(store, manifest, "done", time.perf_counter() - t0)
 

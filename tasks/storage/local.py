@@ -141,17 +141,29 @@ class LocalStore(ObjectStore):
             parent = parent.parent
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """An exclusive create, like ``open(O_CREAT | O_EXCL)``, but of a fully written file: the
+        content goes to a temporary sibling, then ``os.link`` creates the key or fails with
+        EEXIST, atomically. So a reader (a lease holder's rival, issue 12) never sees the object
+        half-written, and a writer killed mid-write leaves no empty object that blocks others."""
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp_for(dest)
-        tmp.write_bytes(data)
-        try:
-            os.link(tmp, dest)  # atomic create-if-absent on POSIX
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
+        for attempt in range(5):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._tmp_for(dest)
+            try:
+                tmp.write_bytes(data)
+                os.link(tmp, dest)  # atomic create-if-absent on POSIX
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                # a concurrent delete pruned the (empty) folder between our mkdir and our write
+                if attempt == 4:
+                    raise
+            except OSError as exc:
+                raise StoreError(f"cannot create {key!r} under {self.root}: {exc.strerror or exc}") from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+        return False  # pragma: no cover - the loop returns or raises
 
     def uri(self, key: str = "") -> str:
         base = "file://" + quote(str(self.root))

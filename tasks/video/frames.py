@@ -32,11 +32,19 @@ def _filters(probe: VideoProbe, width: int, fps: float | None) -> str:
 
 
 def iter_frames(path: str | Path, probe: VideoProbe, width: int, fps: float | None = None) -> Iterator[np.ndarray]:
-    """Yield RGB uint8 frames of shape (width/2, width, 3): the (top/left) eye, resized to 2:1."""
+    """Yield RGB uint8 frames of shape (width/2, width, 3): the (top/left) eye, resized to 2:1.
+
+    The display matrix is applied (``-autorotate``, ffmpeg's default, said explicitly: the probe's
+    sizes are the displayed ones). ``fps`` resamples by timestamps (the ``fps`` filter): a
+    variable-frame-rate stream gives duration x fps frames, +-1. Without ``fps`` every decoded
+    frame comes out exactly once (``-fps_mode passthrough``): the rawvideo muxer's default would
+    fill a VFR stream's gaps at its highest rate with copies (issue 12: 20 frames in, 60 out).
+    """
     require_ffmpeg()
     height = width // 2
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-an", "-sn",
-           "-vf", _filters(probe, width, fps), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-autorotate", "1", "-i", str(path), "-map", "0:v:0", "-an", "-sn",
+           "-vf", _filters(probe, width, fps), "-fps_mode", "passthrough",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = width * height * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None

@@ -2,7 +2,15 @@
 
 Rejections carry a reason code and a message for the uploader (see :class:`InputRejected`):
 ``not_a_video``, ``still_image``, ``truncated``, ``no_frames``, ``not_equirectangular``,
-``too_long``.
+``rotated``, ``too_long``.
+
+Display rotation (issue 12): phones and some 360 exporters store the picture as coded and a
+display matrix (``rotate=90`` in MP4, ffprobe's side data "Display Matrix" ``rotation``) that a
+player applies. ffmpeg applies it when decoding (autorotate), so every size here is the
+**displayed** size, and the 2:1 check runs on it. A coded 2:1 picture whose display matrix turns
+it to 1:2 is rejected with reason ``rotated`` (the fix is to drop the metadata, not to re-export);
+a coded 1:2 picture displayed 2:1 is labeled upright. Angles other than multiples of 90 degrees
+(and rotated stereo, whose eye layout refers to the coded picture) are ``rotated`` too.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ _ISO_BMFF_MAGIC = b"ftyp"
 
 @dataclass(frozen=True)
 class VideoProbe:
-    width: int            # coded frame size
+    width: int            # displayed frame size (after the display matrix's rotation)
     height: int
     fps: float
     n_frames: int         # packets actually present in the file
@@ -36,6 +44,9 @@ class VideoProbe:
     spherical: bool       # carries spherical (equirectangular) metadata
     eye_width: int        # size of the ERP picture we label (one eye for stereo)
     eye_height: int
+    # display rotation in degrees (0, 90, 180, 270) that ffmpeg's autorotate applies when
+    # decoding; 0 in source records written before issue 12
+    rotation: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -128,6 +139,17 @@ def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
             "(video.max_seconds); split it or raise the limit",
         )
     side = {d.get("side_data_type"): d for d in v.get("side_data_list", []) or []}
+    rotation = _rotation(v, side)
+    if rotation in (90, 270):
+        if abs(width / height - 2.0) <= 2.0 * _ASPECT_TOLERANCE:
+            raise InputRejected(
+                "rotated",
+                f"the picture is coded {width}x{height} (2:1) but its display matrix rotates it by {rotation} "
+                f"degrees, so it is shown {height}x{width}, not equirectangular; drop the rotation metadata "
+                "(ffmpeg -i in.mp4 -c copy -metadata:s:v:0 rotate=0 out.mp4) and upload again",
+                details={"rotation": rotation, "coded_width": width, "coded_height": height},
+            )
+        width, height = height, width  # what ffmpeg's autorotate hands us
     spherical = side.get("Spherical Mapping", {}).get("projection") == "equirectangular"
     stereo = side.get("Stereo 3D", {}).get("type", "2D")
     if stereo == "top and bottom":
@@ -136,6 +158,13 @@ def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
         layout, eye_w, eye_h = "left-right", width // 2, height
     else:
         layout, eye_w, eye_h = "mono", width, height
+    if rotation and layout != "mono":
+        raise InputRejected(
+            "rotated",
+            f"{layout} stereo video with a {rotation} degree display rotation: the eye layout refers to the "
+            "unrotated picture; drop the rotation metadata (ffmpeg -i in.mp4 -c copy -metadata:s:v:0 rotate=0 out.mp4)",
+            details={"rotation": rotation},
+        )
     if layout == "mono":
         if abs(width / height - 2.0) > 2.0 * _ASPECT_TOLERANCE:
             hint = (
@@ -153,7 +182,36 @@ def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
             "not_equirectangular",
             f"{layout} stereo video without equirectangular spherical metadata; only ERP projection is supported",
         )
-    return VideoProbe(width, height, fps, read, duration, str(v.get("codec_name")), container, layout, spherical, eye_w, eye_h)
+    return VideoProbe(width, height, fps, read, duration, str(v.get("codec_name")), container, layout, spherical,
+                      eye_w, eye_h, rotation)
+
+
+def _rotation(stream: dict, side: dict) -> int:
+    """Clockwise display rotation in degrees, normalised to 0/90/180/270.
+
+    ffprobe reports the display matrix's angle as side data ``rotation`` (counter-clockwise
+    positive since ffmpeg 5; older builds also keep a ``rotate`` tag, clockwise). Only the size
+    matters here (90 and 270 swap width and height), and ffmpeg's autorotate applies either sign
+    correctly when decoding."""
+    raw = side.get("Display Matrix", {}).get("rotation")
+    if raw is None:
+        raw = (stream.get("tags") or {}).get("rotate")
+    try:
+        angle = float(raw) if raw is not None else 0.0
+    except (TypeError, ValueError):
+        return 0
+    if angle != angle or abs(angle) == float("inf"):
+        return 0
+    norm = angle % 360.0
+    nearest = round(norm / 90.0) * 90 % 360
+    if abs(norm - nearest) > 0.5 and abs(norm - nearest - 360) > 0.5:
+        raise InputRejected(
+            "rotated",
+            f"the display matrix rotates the picture by {angle:g} degrees, not a multiple of 90; ERP frames cannot "
+            "be rotated that way — drop the rotation metadata (ffmpeg -i in.mp4 -c copy -metadata:s:v:0 rotate=0 out.mp4)",
+            details={"rotation": angle},
+        )
+    return int(nearest)
 
 
 def _first_line(text: str) -> str:
