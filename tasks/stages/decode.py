@@ -23,6 +23,7 @@ from tasks.config import PipelineConfig
 from tasks.errors import InputRejected, SourceChanged
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
+from tasks.storage.lease import LEASES, held_lease
 from tasks.video.frames import iter_frames
 from tasks.video.framestore import encode_jpeg
 from tasks.video.probe import VideoProbe
@@ -43,18 +44,34 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     fps = config.video.fps or probe.fps
     prefix = layout.frames_prefix(inputs.video_id, fps, width)
     fkey = prefix + layout.MANIFEST
-    fm = store.get_json(fkey) if store.exists(fkey) else None
-    if fm is not None and fm.get("decoder", 1) >= DECODER_VERSION and fm.get("source_sha256") == source["sha256"]:
+    fm = _reusable(store, fkey, source)
+    if fm is not None:
         log.info("reusing %d decoded frames at %s", fm["count"], prefix)
     else:
-        fm = _decode(store, source, probe, prefix, width, fps if config.video.fps else None, config, inputs.params)
+        # Frames are shared by every run with this fps and width, so the run's stage lease does
+        # not cover them: two runs of different configurations must not decode into one prefix
+        # at once (issue 12). The second waits, then reuses what the first committed.
+        with held_lease(store, f"{LEASES}{inputs.video_id}/frames/{prefix.rstrip('/').rsplit('/', 1)[-1]}.json",
+                        what=f"the frames {prefix}") as lease:
+            fm = _reusable(store, fkey, source)
+            if fm is None:
+                fm = _decode(store, source, probe, prefix, width, fps if config.video.fps else None, config,
+                             inputs.params, lease)
     return StageOutput(
         outputs={"frames": prefix, "frames_manifest": fkey},
         stats={"frames": fm["count"], "width": fm["width"], "height": fm["height"], "fps": fm["fps"]},
     )
 
 
-def _decode(store, source, probe, prefix, width, fps, config, params) -> dict:
+def _reusable(store, fkey: str, source: dict) -> dict | None:
+    """The committed frames manifest if its frames were decoded from this content by this decoder."""
+    fm = store.get_json(fkey) if store.exists(fkey) else None
+    if fm is not None and fm.get("decoder", 1) >= DECODER_VERSION and fm.get("source_sha256") == source["sha256"]:
+        return fm
+    return None
+
+
+def _decode(store, source, probe, prefix, width, fps, config, params, lease) -> dict:
     store.delete_prefix(prefix)  # leftovers of an interrupted decode
     expected = probe.n_frames if fps is None else int(round(probe.duration * fps))
     n = 0
@@ -80,6 +97,7 @@ def _decode(store, source, probe, prefix, width, fps, config, params) -> dict:
         "rotation": probe.rotation,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    lease.check()
     store.put_json(prefix + layout.MANIFEST, fm)
     return fm
 
