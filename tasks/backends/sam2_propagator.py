@@ -321,9 +321,10 @@ def rotate_erp_tensor(x: torch.Tensor, R: np.ndarray, mode: str = "bilinear") ->
     maps on any torch device: what was at direction ``v`` is at ``R @ v``. ``mode`` is
     ``bilinear`` (frames) or ``nearest`` (id maps, carried as floats: exact up to 2^24).
 
-    Done on the model's device because camera rotations change every frame: the CPU remap
-    tables (built once per rotation, uncached) cost ~75 ms per 2048 x 1024 frame on the H100
-    machine, half of SAM2-large's own time there. Same sampling as ``rotate_erp`` (pixel
+    Done on the model's device because camera rotations change every frame: with CPU remap
+    tables (built once per rotation) de-rotation added ~75 ms per 2048 x 1024 frame to
+    SAM2-large's ~130 ms on an H100 machine; on the GPU one rotation takes ~1 ms and the whole
+    de-rotation adds 12-18 ms (mostly the CPU rotation estimate). Same sampling as ``rotate_erp`` (pixel
     centres, horizontal wrap) except in the half-pixel caps at the poles, which read the
     outermost row instead of the row across the pole."""
     n, _, h, w = x.shape
