@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("upload", help="put a local file into the store (e.g. under raw/)", formatter_class=fmt)
     p.add_argument("file", type=Path)
-    p.add_argument("--key", required=True, help="object key, e.g. raw/2026-11-24/clip.mp4")
+    p.add_argument("--key", required=True, help="object key under raw/ (videos) or models/ (checkpoints), "
+                                                 "e.g. raw/2026-11-24/clip.mp4")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing object (a different video under a used raw/ key is a new video: "
+                        "ingest gives it a new id, and the old id's decode refuses the changed object)")
     p.add_argument("--uploaded-at", type=_utc_time, metavar="TIME",
                    help="upload time to record for a raw/ key (ISO 8601, UTC if no zone; default now): the "
                         "nightly DAG labels a data interval's uploads by this time, so a backfill over TIME's "
@@ -256,6 +260,22 @@ def _cmd_upload(args) -> int:
     if args.uploaded_at is not None and not args.key.startswith(layout.RAW):
         print(f"--uploaded-at is for uploads under {layout.RAW}; {args.key!r} is not one", file=sys.stderr)
         return EXIT_USAGE
+    # issue 12: upload wrote anything anywhere (releases/v3/annotations.json, an ingested raw/ key)
+    from tasks.storage.base import check_key
+
+    try:
+        check_key(args.key)
+    except ValueError as exc:
+        print(f"upload: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.key.startswith((layout.RAW, "models/")) or args.key in (layout.RAW, "models/"):
+        print(f"upload: {args.key!r} is outside raw/ (videos) and models/ (checkpoints); everything else in the "
+              "store is written by the pipeline", file=sys.stderr)
+        return EXIT_USAGE
+    if store.exists(args.key) and not args.overwrite and not _same_content(store, args.key, args.file):
+        print(f"upload: {args.key!r} already exists in {store.uri()}; upload under a new key, or pass --overwrite "
+              "(a different video under a used key is a new video to ingest)", file=sys.stderr)
+        return EXIT_USAGE
     store.put_file(args.key, args.file)
     out = {"key": args.key, "uri": store.uri(args.key), "size": args.file.stat().st_size}
     if args.key.startswith(layout.RAW):
@@ -263,6 +283,14 @@ def _cmd_upload(args) -> int:
         out["uploaded"] = record_upload(store, args.key, uploaded=args.uploaded_at)["uploaded"]
     _print_json(out)
     return 0
+
+
+def _same_content(store, key: str, path: Path) -> bool:
+    """Re-uploading the very same bytes (a re-run of `make demo`) is not an overwrite."""
+    import hashlib
+
+    with store.local_file(key) as existing, open(existing, "rb") as a, open(path, "rb") as b:
+        return hashlib.file_digest(a, "sha256").digest() == hashlib.file_digest(b, "sha256").digest()
 
 
 def _utc_time(text: str):
