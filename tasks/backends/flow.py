@@ -43,6 +43,7 @@ from collections.abc import Iterable
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from tasks.backends.warp import WarpPropagator, WrapFlow, upsample_flow, warp_labels
 from tasks.geometry.camera_motion import CameraMotion, estimate_rotation, frame_features, kabsch
@@ -59,9 +60,9 @@ _MEMORY_POINTS = 8000  # points kept of an object's full view (subsampled; enoug
 _PHOTO_MISMATCH = 8.0  # CIELAB distance between the moved previous frame and the current one
 _SWITCH_MARGIN = 6.0  # CIELAB: how much closer another label's local colour must be to take a pixel
 _MOTION_EDGE_PX = 1.0
-_MOVED_MISMATCH = 20.0  # CIELAB: an outline pixel this far from the moved previous frame has moved
+_MOVED_MISMATCH = 30.0  # CIELAB: an outline pixel this far from the moved previous frame has moved
 _QUIET_FRAMES = 10     # frames without evidence of own motion before an object counts as still again
-_MOVED_SHARE = 0.15     # share of an object's outline that must have moved to call it moving
+_MOVED_SHARE = 0.3     # share of an object's outline that must have moved to call it moving
 _OWN_MOTION_PX = 0.2  # an object moving on its own by more than this (px/frame at the equator) is reviewed by colour
 # two labels' local colours can be told apart where their means differ by more than
 # _SEPARATION plus _SPREADS times their spreads (std. dev. of CIELAB in the window): flat objects
@@ -321,24 +322,14 @@ class FlowPropagator:
         from_inner = inner[yi, xi]
         areas = np.bincount(prev.ravel())
         kern = np.ones((7, 7), np.uint8)
-        # the ring of each object (a few pixels around it, any label but its own): which
-        # object's ring each previous pixel is in (the last one wins where rings overlap)
-        ring_of = np.zeros_like(small)
-        for k in objects:
-            mk = small == k
-            ring_of[cv2.dilate(mk.view(np.uint8), kern).astype(bool) & ~mk] = k
-        from_ring_of = ring_of[yi, xi]
+        box_inner, box_from = _boxes(from_inner, 0), _boxes(from_label, 3)
         for k in objects:
             m = self._memory.get(k)
-            a_idx = np.flatnonzero(from_inner.ravel() == k)
             full = m is None or areas[k] >= _FULL_VIEW * m.max_area
-            # the motion of the scene around the object (its surroundings' flow): own motion is
-            # relative to it, so an error of the camera rotation is not taken for own motion
-            ring_ids = np.flatnonzero((from_ring_of == k).ravel())
-            around = _fit_rotation(src, grid, ring_ids)
-            if around is None:
-                around = R
-            fit = _fit_rotation(src, grid, a_idx) if full else None
+            # own motion is relative to the scene: the camera rotation (LK-refined, < 0.1 deg on
+            # the real panoramas, tests/bench/bench_camera_motion.py)
+            around = R
+            fit = _fit_rotation(src, grid, from_inner, k, box_inner.get(k)) if full else None
             if m is None:
                 if fit is None:
                     continue
@@ -360,8 +351,12 @@ class FlowPropagator:
                 M = m.motion @ around if m.tracked else (fit if fit is not None else around)
             if m is not None:
                 m.step_motion = M
-            reach = cv2.dilate((from_label == k).view(np.uint8), kern).astype(bool)
+            sl = box_from.get(k)
+            if sl is None or m is None or not m.tracked:
+                continue    # still relative to the scene: the flow carries it, pixel by pixel
+            reach = cv2.dilate((from_label[sl] == k).view(np.uint8), kern).astype(bool)
             ys, xs = np.nonzero(reach)
+            ys, xs = ys + sl[0].start, xs + sl[1].start
             rs = (grid[ys, xs] @ M).astype(np.float32)       # M.T @ d: where it was
             rx, ry = _pixels(rs, fh, fw)
             rxi, ryi = np.round(rx).astype(np.int64) % fw, np.round(ry).astype(np.int64)
@@ -405,19 +400,28 @@ class FlowPropagator:
         h, w = labels.shape
         areas = np.bincount(labels.ravel())
         k3 = np.ones((3, 3), np.uint8)
+        boxes = _boxes(labels, 1)
+        moving = {k for k, m in self._memory.items() if m.tracked}
         for k in self._object_ids(labels):
-            mask = labels == k
-            comp, n = wrap_components(mask) if self.seam_aware else cv2.connectedComponents(
-                mask.view(np.uint8), connectivity=8)[::-1]
+            if k not in moving:
+                continue    # the key field carries a still object whole; specks come from motion
+            sl = boxes[k]
+            crop = labels[sl]
+            mask = crop == k
+            if self.seam_aware and sl[1].start == 0 and sl[1].stop == w:
+                comp, n = wrap_components(mask)
+            else:
+                n, comp = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+                n -= 1
             if n <= 1:
                 continue
             sizes = np.bincount(comp.ravel())[1:]
             for c in np.flatnonzero(sizes < _FRAGMENT * areas[k]) + 1:
                 frag = comp == c
                 ring = cv2.dilate(frag.view(np.uint8), k3).astype(bool) & ~frag
-                around = np.bincount(labels[ring], minlength=k + 1)
+                around = np.bincount(crop[ring], minlength=k + 1)
                 around[k] = 0
-                labels[frag] = int(np.argmax(around)) if around.sum() else 0
+                crop[frag] = int(np.argmax(around)) if around.sum() else 0
         return labels
 
     @staticmethod
@@ -446,8 +450,11 @@ class FlowPropagator:
         """Refresh the memory of every visible object; count frames unseen for the others."""
         h, w = idmap.shape
         visible = set(self._object_ids(idmap))
+        boxes = _boxes(idmap, 0) if visible else {}
         for k in visible:
-            ys, xs = np.nonzero(idmap == k)
+            sl = boxes[k]
+            ys, xs = np.nonzero(idmap[sl] == k)
+            ys, xs = ys + sl[0].start, xs + sl[1].start
             m = self._memory.get(k)
             if m is None:
                 self._memory[k] = self._remember(ys, xs, lab, h, w)
@@ -548,17 +555,31 @@ class FlowPropagator:
         return mp[:, pad:-pad].astype(bool)
 
 
-def _fit_rotation(src: np.ndarray, grid: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
-    """The rotation carrying ``src`` to ``grid`` directions at flat indices ``idx`` (Kabsch,
-    refit on the best 70%), or None with fewer than 8 points."""
-    if idx.size < 8:
+def _fit_rotation(src: np.ndarray, grid: np.ndarray, labels: np.ndarray, k: int, box) -> np.ndarray | None:
+    """The rotation carrying ``src`` to ``grid`` directions over the pixels where ``labels == k``
+    (within ``box``; Kabsch, refit on the best 70%), or None with fewer than 8 of them."""
+    if box is None:
         return None
-    a = src.reshape(-1, 3)[idx].astype(np.float64)
-    b = grid.reshape(-1, 3)[idx].astype(np.float64)
+    sel = labels[box] == k
+    if sel.sum() < 8:
+        return None
+    a = src[box][sel].astype(np.float64)
+    b = grid[box][sel].astype(np.float64)
     M = kabsch(a, b)
     res = np.linalg.norm(a @ M.T - b, axis=1)
     keep = res <= np.percentile(res, 70)
     return kabsch(a[keep], b[keep]) if keep.sum() >= 8 else M
+
+
+def _boxes(labels: np.ndarray, margin: int) -> dict:
+    """Bounding slices of every label in one pass, grown by ``margin`` pixels (clipped)."""
+    h, w = labels.shape
+    out = {}
+    for i, sl in enumerate(ndimage.find_objects(labels)):
+        if sl is not None:
+            out[i + 1] = (slice(max(0, sl[0].start - margin), min(h, sl[0].stop + margin)),
+                          slice(max(0, sl[1].start - margin), min(w, sl[1].stop + margin)))
+    return out
 
 
 def _angle(R: np.ndarray) -> float:
