@@ -27,6 +27,7 @@ BENCHES = {
     "geometry": ("bench_geometry.py", "Geometry speed vs py360convert"),
     "camera_motion": ("bench_camera_motion.py", "Camera rotation between real 360° frames: error and time"),
     "propagation_memory": ("bench_propagation_memory.py", "Propagators: peak memory on long videos, speed"),
+    "reliability": ("bench_reliability.py", "Reliability: bad inputs, leaked secrets, concurrent writers (issue 12)"),
 }
 # extra arguments per benchmark
 ARGS = {"propagation_memory": ["--stock"]}
@@ -94,6 +95,13 @@ NOTES = {
         "R_est^T R_true; *ignored_deg* = the error of assuming a still camera (the previous behaviour). "
         "*stream_ms* = per frame in a video (each frame's features once), wall and process-CPU. Bad input: every "
         "ordered pair of different panoramas (a cut) and grey/black frames, refused with the right reason."),
+    "reliability": (
+        "Issue 12. Each row runs the real command line in a fresh process on a local store in a temporary folder "
+        "($TMP), with tiny inputs made by ffmpeg (64x32) or `tasks synth` (2 s, 8 fps, 256x128); the credential "
+        "rows send to a real HTTP listener on loopback with LEADER360V_S3_SECRET_KEY and LEADER360V_LLM_API_KEY "
+        "set. *ok* = observed exit code and store contents as expected. Two-process rows: the second process "
+        "starts one second after the first holds the stage's lease; every committed manifest's sha256 is "
+        "compared with the stored files."),
     "dag_parse": (
         "A fresh interpreter with `airflow.sdk` already imported runs the DAG file (what the dag-processor "
         "pays per parse); median and max of 5."),

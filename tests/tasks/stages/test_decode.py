@@ -56,8 +56,8 @@ def test_a_changed_object_under_the_same_key_is_not_decoded_under_the_old_id(tmp
 
 
 def test_a_changed_object_is_caught_on_s3_too(tmp_path):
-    from tests.tasks.storage.conftest import FAST, start_moto, unique_bucket
     from tasks.storage.s3 import S3Store
+    from tests.tasks.storage.conftest import FAST, start_moto, unique_bucket
 
     ep = start_moto()
     try:
