@@ -138,6 +138,8 @@ class WarpPropagator:
         self.flow = WrapFlow(flow_width, wrap_pad_ratio, seam_aware)
         self.seam_aware = bool(seam_aware)
         self.min_area_px = int(min_area_px)
+        #: the baseline measures no camera motion (the interface of FlowPropagator.last_motion)
+        self.last_motion = None
         self._prev: np.ndarray | None = None
         self._idmap: np.ndarray | None = None
 
