@@ -89,6 +89,25 @@ def _pid_namespace() -> str | None:
         return None
 
 
+# Tokens of the leases this process holds now. A record naming this process whose token is not
+# here is an orphan of this process (its release failed, e.g. the store was unreachable, and the
+# work was retried in the same process: `label`, a test): it is taken over, not waited for.
+_HELD_TOKENS: set[str] = set()
+
+
+def _same_process(holder: dict | None) -> bool:
+    return bool(holder) and holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid() \
+        and holder.get("pidns") == _pid_namespace()
+
+
+def lease_is_takeable(record: dict) -> bool:
+    """Expired, or its holder is gone, or it is an orphan of this process."""
+    holder = record.get("holder")
+    if float(record.get("expires", 0)) <= time.time() or holder_is_gone(holder):
+        return True
+    return _same_process(holder) and record.get("token") not in _HELD_TOKENS
+
+
 def holder_is_gone(holder: dict | None) -> bool:
     """True when the holder was a process on this very host and pid namespace that no longer
     exists (SIGKILLed, OOM-killed): its lease need not run out before another process takes
@@ -208,7 +227,8 @@ class ObjectStore(ABC):
     # with If-None-Match: * on S3/MinIO), get_bytes, put_bytes and delete, so both stores share
     # one algorithm:
     #   acquire  = exclusive create of the record; if it exists and has expired (or its holder was
-    #              a process on this host that is gone, see holder_is_gone), take it over;
+    #              a process on this host that is gone, or it is an orphan of this process, see
+    #              lease_is_takeable), take it over;
     #   takeover = exclusive create of "<key>.takeover-<token>" (one taker per expired record),
     #              re-read: still that token and expired -> delete it; then race to create again;
     #   renew    = rewrite the record (same token) while it has time left;
@@ -243,13 +263,20 @@ class ObjectStore(ABC):
             token = uuid.uuid4().hex
             now = time.time()
             record = {"token": token, "holder": holder, "acquired": now, "expires": now + ttl_s, "ttl_s": ttl_s}
-            if self.put_if_absent(key, json.dumps(record, sort_keys=True).encode()):
+            created = False
+            _HELD_TOKENS.add(token)  # before the create: a thread of this process must never see it as an orphan
+            try:
+                created = self.put_if_absent(key, json.dumps(record, sort_keys=True).encode())
+            finally:
+                if not created:
+                    _HELD_TOKENS.discard(token)
+            if created:
                 return Lease(key, token, holder, record["expires"], ttl_s)
             cur = self.read_lease(key)
             if cur is None:
                 continue  # released between our create and our read: try again at once
             left = float(cur["expires"]) - time.time()
-            if left <= 0 or holder_is_gone(cur.get("holder")):
+            if lease_is_takeable(cur):
                 self._take_over_lease(key, cur)
                 continue
             waited = time.monotonic() - t0
@@ -271,8 +298,7 @@ class ObjectStore(ABC):
             return
         try:
             cur = self.read_lease(key)
-            if cur is not None and cur.get("token") == expired["token"] and (
-                    float(cur["expires"]) <= time.time() or holder_is_gone(cur.get("holder"))):
+            if cur is not None and cur.get("token") == expired["token"] and lease_is_takeable(cur):
                 self.delete(key)
         finally:
             self.delete(marker)
@@ -292,10 +318,13 @@ class ObjectStore(ABC):
     def release_lease(self, lease: Lease) -> bool:
         """Let go of ``lease`` (True if this call deleted its record). An expired record is left
         for the next writer to take over: deleting it could delete a taker's new record."""
-        cur = self.read_lease(lease.key)
-        if cur is None or cur.get("token") != lease.token:
-            return False
-        if float(cur["expires"]) - time.time() < _margin(lease.ttl_s):
-            return False
-        self.delete(lease.key)
-        return True
+        try:
+            cur = self.read_lease(lease.key)
+            if cur is None or cur.get("token") != lease.token:
+                return False
+            if float(cur["expires"]) - time.time() < _margin(lease.ttl_s):
+                return False
+            self.delete(lease.key)
+            return True
+        finally:
+            _HELD_TOKENS.discard(lease.token)  # even when the store could not be reached: an orphan now

@@ -94,12 +94,11 @@ class HeldLease:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        if self.error is None:
-            try:
-                self.store.release_lease(self.lease)
-            except PipelineError as exc:  # it expires by itself; the work itself succeeded or failed already
-                log.warning("could not release lease %s (it expires in %.0f s): %s",
-                            self.lease.key, self.lease.expires - time.time(), exc)
+        try:
+            self.store.release_lease(self.lease)  # a lost lease is not ours: release leaves it alone
+        except PipelineError as exc:  # it expires by itself; the work itself succeeded or failed already
+            log.warning("could not release lease %s (it expires in %.0f s, or at once for a retry in this "
+                        "process): %s", self.lease.key, self.lease.expires - time.time(), exc)
 
 
 @contextlib.contextmanager

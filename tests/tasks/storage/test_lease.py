@@ -156,3 +156,24 @@ def test_lease_times_from_the_environment_are_checked(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="LEADER360V_LEASE_WAIT_S"):
         with held_lease(LocalStore(tmp_path), KEY, what="w"):
             pass
+
+
+def test_an_orphan_of_this_process_is_taken_over_at_once(store, monkeypatch):
+    """The store went away while the holder released (issue 12's fault test): the record stays,
+    but a retry in the same process (`label`, Airflow's in-process retry) must not wait for it."""
+    from tasks.errors import StoreError
+
+    lease = store.acquire_lease(KEY, ttl_s=600)
+
+    def unreachable(key):
+        raise StoreError("the store is unreachable")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "delete", unreachable)
+        with pytest.raises(StoreError):
+            store.release_lease(lease)
+    assert json.loads(store.get_bytes(KEY))["token"] == lease.token       # left behind
+    t = time.monotonic()
+    again = store.acquire_lease(KEY, ttl_s=30, wait_s=0)
+    assert time.monotonic() - t < 2 and again.token != lease.token
+    store.release_lease(again)
