@@ -62,7 +62,7 @@ from tasks.labeling.coverage import drop_small_ids
 _OCCLUDED = 0.6       # visible area under this share of the full view: look for the hidden part
 _FULL_VIEW = 0.85     # visible area over this share of the recent maximum is a full view
 _AREA_DECAY = 0.98    # the recent maximum fades per frame, so an object that recedes can shrink
-_REACQUIRE = 0.25     # share of a hidden object's predicted view whose colours must match again (as before #10)
+_REACQUIRE = 0.5      # share of a hidden object's predicted view whose colours must match again
 _COLOR_MATCH = 18.0   # CIELAB distance under which a pixel matches the remembered colour there
 _MEMORY_POINTS = 8000  # points kept of an object's full view (subsampled; enough to re-find it)
 _PHOTO_MISMATCH = 8.0  # CIELAB distance between the moved previous frame and the current one
