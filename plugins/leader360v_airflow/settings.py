@@ -147,7 +147,7 @@ STAGE_TIMEOUTS = {
     "verify": timedelta(hours=1),
     "sdr": timedelta(minutes=30),
     "propagate": timedelta(hours=6),
-    "refine": timedelta(hours=6),
+    "refine": timedelta(hours=2),
     "qa": timedelta(hours=2),
     "validate": timedelta(minutes=30),
 }

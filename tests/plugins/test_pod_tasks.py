@@ -29,8 +29,8 @@ from leader360v_airflow.stage_tasks import STAGE_ORDER
 
 GOLDEN = Path(__file__).with_name("golden")
 REPO = Path(__file__).resolve().parents[2]
-GPU_STAGES = {"propose", "verify", "propagate", "refine"}
-LLM_STAGES = {"verify", "refine"}
+GPU_STAGES = {"propose", "verify", "propagate"}  # refine is an id-map post-pass since #10
+LLM_STAGES = {"verify", "propagate"}  # propagate re-annotates at its check frames (#10)
 KEY, VIDEO_ID, RUN = "raw/2026-11-24/clip.mp4", "0123456789abcdef", "0123456789ab"
 K8S_VERSIONS = ["1.31.0", "1.37.0"]  # oldest still-supported managed clusters .. newest schemas shipped
 # What the Airflow side's environment holds in production; none of it may reach a pod spec.
