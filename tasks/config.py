@@ -214,9 +214,6 @@ class PropagateConfig(_Section):
     # Columns of wrap padding on each side, as a fraction of the width, so that flow sees the
     # seam as continuous [ours; M §6 row 5 suggests 12.5%].
     wrap_pad_ratio: float = Field(default=0.125, ge=0, lt=0.5)
-    # Forward-backward flow disagreement (px at flow_width) beyond which a pixel is treated as
-    # occluded/disoccluded and left unlabeled rather than smeared [ours].
-    fb_max_error: float = Field(default=1.5, gt=0)
     # A track whose area falls under this many pixels (at 2048 width, area-scaled) is absent.
     min_area_px_at_2048: int = Field(default=100, ge=0)
     # Treat the left/right border as continuous (wrap-padded flow, wrapping samples). False is the
