@@ -20,7 +20,7 @@ PY = sys.executable
 def bench(width: int, seconds: float, fps: float, work: Path) -> dict:
     clip = work / f"clip{width}"
     run([PY, "-m", "tasks", "synth", "--out", str(clip), "--seconds", str(seconds), "--fps", str(fps),
-         "--width", str(width), "--seed", "0", "--no-progress"])
+         "--width", str(width), "--seed", "0", "--camera", "still", "--no-progress"])
     wall, proc = run([PY, "-m", "tasks", "label", str(clip / "clip.mp4"), "--out", str(work / f"out{width}"),
                       "--no-progress"])
     res = json.loads(proc.stdout)
