@@ -82,7 +82,7 @@ class ProposeConfig(_Section):
     # "tiles" is the method's seam-anchored tiling [M §1.2(b)] (+ polar views, above).
     layout: Literal["sphere", "tiles"] = "sphere"
     # Proposals are made with the frame rolled so that its quietest meridian (least gradient,
-    # smoothed over ~22 deg) is the seam, then rolled back: a yawed copy of a frame gets the same
+    # smoothed over +-90 deg) is the seam, then rolled back: a yawed copy of a frame gets the same
     # proposals, yawed, and the seam cuts as little as possible [issue 10].
     canonical_seam: bool = True
     # Sphere layout: SLIC at this ERP width, superpixels on the whole sphere, and the region-merge
