@@ -140,7 +140,11 @@ def test_credentials_only_by_reference(stage):
     assert not {n for n in plain if re.search(r"KEY|SECRET|PASSWORD|TOKEN", n)}, plain
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
     if stage in LLM_STAGES:
-        assert refs == {"LEADER360V_LLM_API_KEY": {"name": "leader360v-llm", "key": "api-key", "optional": True}}
+        assert refs == {
+            "LEADER360V_LLM_API_KEY": {"name": "leader360v-llm", "key": "api-key", "optional": True},
+            "LEADER360V_LLM_BASE_URL": {"name": "leader360v-llm", "key": "base-url", "optional": True},
+            "LEADER360V_LLM_ALLOWED_ENDPOINTS": {"name": "leader360v-llm", "key": "allowed-endpoints", "optional": True},
+        }
     else:
         assert refs == {}
 
