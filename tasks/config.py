@@ -1,7 +1,7 @@
 """The one typed configuration object of the pipeline.
 
 Every threshold has the method's default and, in a comment, where it comes from:
-``[M §x]`` refers to ``shared/reference/leader360v_pipeline.md`` (the Leader360V code release),
+``[M §x]`` refers to ``docs/reference/leader360v_pipeline.md`` (the Leader360V code release),
 ``[ours]`` marks a choice of this project where the method is silent or weak.
 
 The hash of the configuration names the run folder (``videos/{id}/runs/{config_hash}/``), so a

@@ -1,4 +1,4 @@
-"""Where everything lives in the bucket (DESIGN.md, "Storage layout").
+"""Where everything lives in the bucket (docs/ARCHITECTURE.md, "Storage layout").
 
 All key construction goes through these helpers so that the layout is defined once.
 """

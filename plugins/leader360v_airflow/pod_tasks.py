@@ -7,7 +7,7 @@ Design, in the order a pod's life goes:
 
 * **Resources and placement are data**: ``resources.yaml`` (one row per stage, one block per
   pod class) -- the Recidiviz pattern of a resource table keyed by entrypoint
-  (shared/reference/airflow3_notes.md §5 D). GPU stages ask for ``nvidia.com/gpu``, tolerate the
+  (docs/reference/airflow3_notes.md §5 D). GPU stages ask for ``nvidia.com/gpu``, tolerate the
   GPU taint, select GPU nodes and take a slot of the ``gpu`` pool.
 * **Arguments come from the upstream pod's XCom**: every stage pod pushes its manifest with
   ``multiple_outputs``, so the next stage's ``arguments`` hold ``previous["video_id"]`` and

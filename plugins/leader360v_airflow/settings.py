@@ -139,7 +139,7 @@ def reset_execution_mode() -> None:
 
 
 # Per-stage time limits: generous for CPU runs of long videos; a hung ffmpeg or model call
-# must still end the attempt so a retry can start [airflow3_notes §1 "Pools, retries, timeouts"].
+# must still end the attempt so a retry can start [docs/reference/airflow3_notes.md §1 "Pools, retries, timeouts"].
 STAGE_TIMEOUTS = {
     "ingest": timedelta(minutes=30),
     "decode": timedelta(hours=1),

@@ -1,4 +1,4 @@
-"""The small protocols behind which every model sits (DESIGN.md, "Model backends").
+"""The small protocols behind which every model sits (docs/ARCHITECTURE.md, "Model backends").
 
 Production backends (SAM2, OneFormer, an entity segmentor, a VLM endpoint) and the CPU backends
 implement the same protocols, so a stage never knows which one it drives.

@@ -1,4 +1,4 @@
-"""The release format: YouTube-VIS JSON with 360° extension fields (DESIGN.md, "Output format").
+"""The release format: YouTube-VIS JSON with 360° extension fields (docs/ARCHITECTURE.md, "Output format").
 
 Standard fields: ``videos`` (id, width, height, length, file_names), ``categories`` (id, name,
 isthing), ``annotations`` (id, video_id, category_id, iscrowd, ``segmentations`` with one COCO

@@ -1,7 +1,7 @@
 """Great Expectations suites that gate a release (GX core 1.x, ephemeral context, in-task).
 
 The GX Airflow provider's dataframe operator loads its data at DAG-parse time
-(airflow3_notes.md §0.2), so the gate is a plain function called from a task: it builds the
+(docs/reference/airflow3_notes.md §0.2), so the gate is a plain function called from a task: it builds the
 suites in code, validates pandas tables and returns a report. :func:`require_pass` raises
 :class:`QualityGateFailed` listing every failed expectation, which is what the task log shows.
 """

@@ -1,4 +1,4 @@
-"""The stage contract (DESIGN.md, "The stage contract").
+"""The stage contract (docs/ARCHITECTURE.md, "The stage contract").
 
 A stage is a plain function ``run(inputs, config, store) -> StageOutput``. It reads its
 upstream outputs through the URIs in ``inputs.upstream`` and writes its own outputs through a

@@ -40,7 +40,7 @@ class StageSpec:
         return importlib.import_module(self.module).run
 
 
-# The per-video chain, in order (DESIGN.md, "Stages"). `release` works on many videos and lives
+# The per-video chain, in order (docs/ARCHITECTURE.md, "The stage contract"). `release` works on many videos and lives
 # in tasks.stages.release; it is not part of this chain.
 STAGES: dict[str, StageSpec] = {
     s.name: s

@@ -201,7 +201,7 @@ def test_pools_cover_the_pod_table():
     for cls in TABLE["classes"].values():
         if cls["pool"] != "default_pool":
             assert cls["pool"] in pools
-    # a deferrable GPU pod must keep its slot (shared/reference/airflow3_notes.md §0.3)
+    # a deferrable GPU pod must keep its slot (docs/reference/airflow3_notes.md §0.3)
     assert all(p["include_deferred"] for p in pools.values())
 
 
