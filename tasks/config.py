@@ -176,9 +176,15 @@ class SdrConfig(_Section):
     exclusive: Literal["smaller_wins"] = "smaller_wins"
     # Stuff classes are OR-merged into one object per class [M §1.2(b)].
     merge_stuff: bool = True
-    # An entity nobody could name that covers more than this share of the sphere is unlabeled
-    # background, not an object; it is dropped (and counted) instead of shipped as "unknown" [ours].
+    # An entity nobody could name that covers more than this share of the sphere is split: the
+    # pixels where the voters agree on a stuff class join that class, the rest stays one
+    # "unknown" object flagged for review (it is still something to track). Dropping the whole
+    # region made coverage flip with the vote's IoU on real video: congo frame 0, one region of
+    # 0.90 of the sphere, IoU just under 0.5 -> coverage 0.10, the next keyframe 0.78 [issue 10].
     max_unknown_fraction: float = Field(default=0.05, ge=0, le=1)
+    # ...unless the rest has no texture (std of CIELAB lightness, OpenCV units 0-255, under this):
+    # a flat black/grey area (a lens cap, a masked nadir) is nameless background, dropped [issue 10].
+    nameless_max_texture: float = Field(default=3.0, ge=0)
 
 
 class PropagateConfig(_Section):

@@ -1,5 +1,7 @@
 """Exclusive objects from labeled entities [M §1.2(b)]: fragments join what encloses them,
-stuff is merged per class, nameless background is dropped."""
+stuff is merged per class, a large region nobody named gives its voter-agreed stuff parts to
+their classes and stays an ``unknown`` object for the rest; only flat nameless background is
+dropped."""
 
 from __future__ import annotations
 
@@ -70,6 +72,33 @@ def absorb_fragments(props: FrameProposals, labels: dict[int, EntityLabel]) -> d
     return {e: root(e) for e in parent}
 
 
+def agreed_stuff(props: FrameProposals, config: PipelineConfig, vocab: Vocabulary) -> np.ndarray:
+    """Per pixel, the stuff class at least ``verify.min_votes`` voters agree on there (its
+    index in ``stuff_names`` + 1), 0 where they do not. The vote names whole entities (IoU >
+    0.5); this is the same agreement pixel by pixel, for an entity larger than any voter segment."""
+    index = {c: i + 1 for i, c in enumerate(stuff_names(vocab))}
+    maps = []
+    for vname, seg in props.voters.items():
+        lut = np.zeros(int(seg.labels.max()) + 1, np.int32)
+        for k, native in seg.names.items():
+            c = vocab.canonical(native, source=props.spaces[vname])
+            if c in index and 0 <= k < lut.size:
+                lut[k] = index[c]
+        maps.append(lut[seg.labels])
+    best = np.zeros(props.entity.shape, np.int32)
+    if len(maps) < config.verify.min_votes:
+        return best
+    stack = np.stack(maps)
+    for c in np.unique(stack).tolist():
+        if c > 0:
+            best[(stack == c).sum(axis=0) >= config.verify.min_votes] = c
+    return best
+
+
+def stuff_names(vocab: Vocabulary) -> list[str]:
+    return [c for c in vocab.names() if vocab.is_stuff(c)]
+
+
 def fuse(
     props: FrameProposals, labels: dict[int, EntityLabel], config: PipelineConfig, out_width: int,
     vocab: Vocabulary | None = None,
@@ -86,7 +115,10 @@ def fuse(
     lut = np.zeros(n + 1, np.uint16)
     objects: dict[int, dict] = {}
     stuff_ids: dict[str, int] = {}
-    dropped_unknown = 0
+    dropped_unknown = named_parts = 0
+    agreed: np.ndarray | None = None
+    carved: list[tuple[np.ndarray, int]] = []
+    min_px = config.min_area(w, config.propose.min_area_px_at_2048)
     order = sorted(range(1, n + 1), key=lambda e: (-areas[e], e))
     entity_object: dict[int, int] = {}
     # fragments after the entity they join, so its object exists when they arrive
@@ -102,33 +134,68 @@ def fuse(
                 entity_object[e] = target
                 objects[target]["provenance"].setdefault("fragments", []).append(e)
             continue
-        if lab.label == UNKNOWN and sph[e] > config.sdr.max_unknown_fraction:
-            dropped_unknown += 1
-            continue
         prov_entity = {"entity": e, "tiles": props.entity_tiles.get(e, []), "label_how": lab.how,
                        "confidence": lab.confidence, "votes": lab.votes}
         if lab.verdict:
             prov_entity["verdict"] = lab.verdict
+        if lab.label == UNKNOWN and sph[e] > config.sdr.max_unknown_fraction:
+            # too large for any voter segment to match it whole: the parts the voters agree on
+            # pixel by pixel get their stuff class; the rest is still a region to track
+            if agreed is None:
+                agreed = agreed_stuff(props, config, vocab)
+            mask = ent == e
+            classes = stuff_names(vocab)
+            for c in np.unique(agreed[mask]).tolist():
+                part = mask & (agreed == c) if c > 0 else None
+                if part is None or int(part.sum()) < min_px:
+                    continue
+                oid = _stuff_object(objects, stuff_ids, classes[c - 1], dict(prov_entity, label_how="voter_parts"),
+                                    props, config)
+                carved.append((part, oid))
+                mask &= ~part
+                named_parts += 1
+            if config.sdr.nameless_max_texture > 0 and \
+                    props.entity_texture.get(e, np.inf) < config.sdr.nameless_max_texture:
+                dropped_unknown += 1       # flat, nameless: background, nothing to track
+                continue
+            if int(mask.sum()) < min_px:
+                continue
+            prov_entity["review"] = "a large region no voter could name"
         stuff = vocab.is_stuff(lab.label)
-        if stuff and config.sdr.merge_stuff and lab.label in stuff_ids:
-            oid = stuff_ids[lab.label]
-            objects[oid]["provenance"]["parts"].append(prov_entity)
+        if stuff and config.sdr.merge_stuff:
+            oid = _stuff_object(objects, stuff_ids, lab.label, prov_entity, props, config)
         else:
             oid = len(objects) + 1
             objects[oid] = {"category": lab.label, "isthing": not stuff,
                             "provenance": {"proposers": [props.entity_source], "voters": sorted(props.voters),
                                            "parts": [prov_entity]}}
-            if stuff:
-                stuff_ids[lab.label] = oid
         lut[e] = oid
         entity_object[e] = oid
     work_map = lut[ent]
+    for part, oid in carved:
+        work_map[part] = oid
     out_h = out_width // 2
     idmap = work_map if out_width == w else cv2.resize(work_map, (out_width, out_h), interpolation=cv2.INTER_NEAREST)
     present = set(np.unique(idmap).tolist()) - {0}
     objects = {k: v for k, v in objects.items() if k in present}
     return FrameObjects(idmap.astype(np.uint16), objects,
                         {"objects": len(objects), "dropped_unknown_background": dropped_unknown,
-                         "absorbed_fragments": sum(1 for e in joins if e in entity_object)})
+                         "absorbed_fragments": sum(1 for e in joins if e in entity_object),
+                         "voter_named_parts": named_parts})
+
+
+def _stuff_object(objects: dict[int, dict], stuff_ids: dict[str, int], label: str, prov_entity: dict,
+                  props: FrameProposals, config: PipelineConfig) -> int:
+    """The object of stuff class ``label`` (one per class when ``merge_stuff``), with this part."""
+    oid = stuff_ids.get(label) if config.sdr.merge_stuff else None
+    if oid is not None:
+        objects[oid]["provenance"]["parts"].append(prov_entity)
+        return oid
+    oid = len(objects) + 1
+    objects[oid] = {"category": label, "isthing": False,
+                    "provenance": {"proposers": [props.entity_source], "voters": sorted(props.voters),
+                                   "parts": [prov_entity]}}
+    stuff_ids[label] = oid
+    return oid
 
 

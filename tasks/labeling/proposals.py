@@ -36,6 +36,9 @@ class FrameProposals:
     spaces: dict[str, str]                     # voter name -> label space
     entity_source: str = "superpixel"
     entity_colors: dict[int, list[float]] = field(default_factory=dict)  # entity -> mean CIELAB
+    # entity -> std of CIELAB lightness inside it: a region without texture has nothing to track
+    # (fuse drops a large nameless one as background) [issue 10]
+    entity_texture: dict[int, float] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -45,7 +48,8 @@ class FrameProposals:
     def to_files(self) -> tuple[dict[str, bytes], dict]:
         files = {"entity.png": idmap_png.encode_png(self.entity)}
         meta = {"entity_tiles": {str(k): v for k, v in self.entity_tiles.items()}, "entity_source": self.entity_source,
-                "entity_colors": {str(k): v for k, v in self.entity_colors.items()}, "voters": {}}
+                "entity_colors": {str(k): v for k, v in self.entity_colors.items()},
+                "entity_texture": {str(k): v for k, v in self.entity_texture.items()}, "voters": {}}
         for name, seg in self.voters.items():
             files[f"voter_{name}.png"] = idmap_png.encode_png(seg.labels)
             meta["voters"][name] = {"label_space": self.spaces[name],
@@ -64,6 +68,7 @@ class FrameProposals:
             entity_tiles={int(k): v for k, v in meta["entity_tiles"].items()},
             voters=voters, spaces=spaces, entity_source=meta.get("entity_source", "superpixel"),
             entity_colors={int(k): v for k, v in meta.get("entity_colors", {}).items()},
+            entity_texture={int(k): v for k, v in meta.get("entity_texture", {}).items()},
         )
 
 
@@ -157,7 +162,8 @@ def _propose(work: np.ndarray, config: PipelineConfig, backends: Backends) -> Fr
         else:
             voters[v.name] = v.segment(work)
         spaces[v.name] = v.label_space
-    return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name, _mean_colors(work, kept))
+    colors, texture = _color_stats(work, kept)
+    return FrameProposals(kept, tiles_of, voters, spaces, backends.entity.name, colors, texture)
 
 
 POLAR_VIEWS = {-1: math.pi / 2, -2: -math.pi / 2}   # pseudo tile index -> view latitude
@@ -264,12 +270,16 @@ def _apply_lut(labels: np.ndarray, lut: dict[int, int]) -> np.ndarray:
     return table[labels]
 
 
-def _mean_colors(rgb: np.ndarray, labels: np.ndarray) -> dict[int, list[float]]:
+def _color_stats(rgb: np.ndarray, labels: np.ndarray) -> tuple[dict[int, list[float]], dict[int, float]]:
+    """Mean CIELAB of every entity, and the std of its lightness (its texture)."""
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float64)
     n = int(labels.max()) + 1
     flat = labels.ravel()
     cnt = np.maximum(np.bincount(flat, minlength=n), 1)
     means = np.stack([np.bincount(flat, lab[..., c].ravel(), minlength=n) / cnt for c in range(3)], 1)
-    return {int(e): [round(float(v), 2) for v in means[e]] for e in range(1, n)}
+    sq = np.bincount(flat, lab[..., 0].ravel() ** 2, minlength=n) / cnt
+    std = np.sqrt(np.maximum(sq - means[:, 0] ** 2, 0.0))
+    return ({int(e): [round(float(v), 2) for v in means[e]] for e in range(1, n)},
+            {int(e): round(float(std[e]), 2) for e in range(1, n)})
 
 
