@@ -86,14 +86,19 @@ _SEAM_WIDTH = 256        # ERP width at which the canonical seam is chosen (ever
 # frame to frame as objects moved, each re-annotation saw another superpixel grid, and auto J&F
 # on a still synthetic clip fell 0.951 -> 0.887 (seed 1; +-90 deg: 0.924, tiles: 0.926) [issue 10].
 _SEAM_SMOOTH_DEG = 90.0
+# A frame whose gradient is spread this evenly over longitude (first harmonic under 1% of the
+# total) has no quiet side; the smoothed score and its content tie-break choose [issue 10].
+_SEAM_MIN_HARMONIC = 0.01
 
 
 def canonical_seam(work: np.ndarray) -> int:
     """Columns to roll ``work`` left by so that its quietest meridian becomes the seam.
 
-    The score of a meridian is the solid-angle weighted gradient of lightness around it, at a
-    coarse width (256 columns, blocks averaged, so an input rolled by a multiple of the block
-    width gives exactly rolled scores). Ties (flat synthetic frames) go to the column whose
+    The score of a meridian is the solid-angle weighted gradient of lightness in its column, at
+    a coarse width (256 columns, blocks averaged, so an input rolled by a multiple of the block
+    width gives exactly rolled scores); the seam is the trough of the score's first harmonic
+    (where its best-fitting sinusoid is lowest, interpolated to a full-width column). Without a
+    clear harmonic, the minimum of the score averaged over +-90 deg; ties (flat synthetic frames) go to the column whose
     content sorts first, again a property of the content, not of its position. Hence
     ``canonical_seam(roll(work, s)) == canonical_seam(work) + s`` (mod W) and the rolled frame
     the proposers see is the same whatever the input's yaw [issue 10: roll agreement].
@@ -107,6 +112,14 @@ def canonical_seam(work: np.ndarray) -> int:
     gx = np.abs(np.roll(L, -1, axis=1) - L)
     gy = np.abs(np.diff(L, axis=0, append=L[-1:]))
     col = row_solid_angles(cw // 2, cw) @ (gx + gy)
+    # The quiet side is where the first Fourier harmonic of the column score is lowest: a
+    # smooth function of the whole frame, so JPEG/H.264 noise or a sub-block roll moves it by a
+    # fraction of a column. The argmin of a box-smoothed score (before) sat in a flat valley and
+    # jumped by 16-56 columns of 1024 under such noise on 3 of the 6 real frames [issue 10].
+    f1 = complex(np.exp(-2j * np.pi * np.arange(cw) / cw) @ col)
+    if abs(f1) > _SEAM_MIN_HARMONIC * max(float(col.sum()), 1e-12):
+        pos = (-np.angle(f1) / (2 * np.pi) * cw + cw / 2) % cw
+        return int(round(pos * (w // cw))) % w
     k = max(1, int(round(cw * _SEAM_SMOOTH_DEG / 360.0)))
     score = np.convolve(np.concatenate([col[-k:], col, col[:k]]), np.ones(2 * k + 1), "valid")
     score = np.round(score, 6)

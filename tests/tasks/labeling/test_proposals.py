@@ -78,13 +78,15 @@ def test_rolled_real_panorama_gets_the_rolled_labels(shared_data, cfg, shift):
 
 def test_rotated_real_panorama_keeps_its_labels(shared_data, cfg):
     # a 3D rotation resamples every pixel, so the labels may differ at their outlines and where
-    # two regions are nearly alike; measured 0.96 (tiles: 0.79)
+    # two regions are nearly alike; measured 0.96 (tiles: 0.79) when 56% of the sphere (the big
+    # regions no voter named) was dropped and not compared; with them labeled (voter-agreed
+    # parts by class, the rest unknown, issue 10) the whole sphere is compared: 0.88
     rgb = _load(shared_data, "pannellum")
     be = build_backends(cfg)
     R = rotation_matrix(np.radians(20), np.radians(10), np.radians(5))
     ref = rotate_erp(annotate_frame(rgb, cfg, be).idmap, R, interpolation="nearest")
     got = annotate_frame(rotate_erp(rgb, R, interpolation="linear"), cfg, be).idmap
-    assert agreement(got, ref) >= 0.9
+    assert agreement(got, ref) >= 0.85
 
 
 def test_textured_multicoloured_region_is_one_object(shared_data, cfg):
@@ -103,3 +105,19 @@ def test_textured_multicoloured_region_is_one_object(shared_data, cfg):
     assert best != 0 and spherical_iou(disc, idmap == best) > 0.85
     big = counts[ids != 0] > 0.05 * disc.sum()
     assert big.sum() == 1                  # no second object holds a real part of it
+
+
+@pytest.mark.parametrize("name", ["pannellum", "teacups", "drone"])
+def test_canonical_seam_is_stable_under_jpeg_noise_of_a_rolled_frame(shared_data, name):
+    # a rolled video is re-encoded: the seam must follow the content, not jump to another
+    # near-quiet meridian (the box-smoothed argmin moved 16-56 columns of 1024 here; the first
+    # harmonic's trough moves at most 5 at quality 50)
+    from tasks.video.framestore import decode_jpeg, encode_jpeg
+
+    rgb = _load(shared_data, name)
+    s0 = canonical_seam(rgb)
+    for shift in (300, 512):
+        for q in (90, 50):
+            s1 = canonical_seam(decode_jpeg(encode_jpeg(np.roll(rgb, shift, axis=1), q)))
+            d = (s1 - s0 - shift) % 1024
+            assert min(d, 1024 - d) <= 8, (shift, q, s0, s1)
