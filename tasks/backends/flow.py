@@ -106,6 +106,22 @@ def _pixels(v: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(shape).astype(np.float32, copy=False), y.reshape(shape).astype(np.float32, copy=False)
 
 
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel x, y and unit vectors of an h x w ERP grid (cached: read-only; copy to modify)."""
+    g = _GRIDS.get((h, w))
+    if g is None:
+        if len(_GRIDS) > 8:
+            _GRIDS.clear()
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        g = _GRIDS[(h, w)] = (gx, gy, _dirs(gx, gy, h, w))
+        for a in g:
+            a.flags.writeable = False
+    return g
+
+
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest rotation carrying unit vector ``a`` to ``b``."""
     a = a / np.linalg.norm(a)
@@ -243,10 +259,10 @@ class FlowPropagator:
         back = self.flow.flow(cur, prev)                 # residual: cur -> de-rotated prev
         uncertain = self._motion_edges(back)
         # source direction in the previous frame of every working pixel, then at full size
-        gy, gx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+        gx, gy, grid = _grid(fh, fw)
         src = _dirs(gx + back[..., 0], np.clip(gy + back[..., 1], 0, fh - 1), fh, fw) @ R.astype(np.float32)
         small_lab = cv2.resize(lab, (fw, fh), interpolation=cv2.INTER_AREA)
-        self._move_objects(src, _dirs(gx, gy, fh, fw), R, small_lab,
+        self._move_objects(src, grid, R, small_lab,
                            cv2.resize(self._prev_lab, (fw, fh), interpolation=cv2.INTER_AREA))
         px, py = _pixels(cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR), h, w)
         # compose the key field and read the labels from the key frame
@@ -297,18 +313,20 @@ class FlowPropagator:
     def _rekey(self, idmap: np.ndarray) -> None:
         """The current labels become the key frame; the field restarts at the identity."""
         h, w = idmap.shape
-        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-        self._field = _dirs(gx, gy, h, w)
+        self._field = _grid(h, w)[2].copy()
         self._key = idmap.copy()
         self._out = idmap.copy()
 
     def _derotate(self, prepared: np.ndarray, R: np.ndarray, fh: int, fw: int) -> np.ndarray:
-        """The previous grey frame as the rotated camera would have seen it (wrap padding kept)."""
-        from tasks.geometry.rotation import rotate_erp
+        """The previous grey frame as the rotated camera would have seen it (wrap padding kept).
 
+        Sampled directly (pixel ``d`` reads the direction ``R.T @ d``), not through
+        ``rotate_erp``'s table cache: every frame has its own rotation, so a cached table is
+        never reused and each new one evicts tables that are."""
         pad = (prepared.shape[1] - fw) // 2
         core = prepared[:, pad:pad + fw] if pad else prepared
-        rot = rotate_erp(np.ascontiguousarray(core), R)
+        x, y = _pixels(_grid(fh, fw)[2] @ R.astype(np.float32), fh, fw)
+        rot = cv2.remap(np.ascontiguousarray(core), x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         if pad:
             rot = np.concatenate([rot[:, -pad:], rot, rot[:, :pad]], axis=1)
         return np.ascontiguousarray(rot)
@@ -699,6 +717,8 @@ def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: n
     h, w = labels.shape
     pad = 2 * radius + 1
     zone0 = unsure | review
+    if not zone0.any():
+        return labels      # nothing to decide (no object moving on its own): skip the labelling pass
     if wrap and (zone0[:, :pad].any() or zone0[:, -pad:].any()):
         # near the seam: decide on frames padded with the other side's columns, keep the middle
         def wp(a):
