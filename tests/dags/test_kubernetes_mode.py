@@ -22,7 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 STAGES = ["ingest", "decode", "propose", "verify", "sdr", "propagate", "refine", "qa", "validate"]
-GPU_STAGES = {"propose", "verify", "propagate", "refine"}
+GPU_STAGES = {"propose", "verify", "propagate"}  # refine is an id-map post-pass since #10
 HEAVY = ["torch", "cv2", "great_expectations", "skimage", "sklearn", "transformers", "sentence_transformers",
          "pycocotools", "sam2", "scipy", "pandas"]
 SAMPLE = {"key": "raw/2026-11-24/clip.mp4", "video_id": "0123456789abcdef", "run": "0123456789ab"}
