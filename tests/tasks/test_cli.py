@@ -128,10 +128,11 @@ def test_bad_prompts_file_is_rejected(small_clip, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pieces_of_one_object_get_one_id_on_every_frame(tmp_path, capsys):
-    """The demo clip (seed 7): frame 0's SDR cuts the ball in two tracks; the re-SDR at frame 16
-    finds it whole. The smaller piece's track must not grow back from the propagator's memory
-    of it (it did, 0.75 J for the ball, until the correction was made to win), and its id must
-    give way to the ball's on frames 0-15 too (the ball counted as split at the seam)."""
+    """The demo clip (seed 7): the ball crossing the seam is one object with one id on every
+    frame. Until #10 frame 0's tile SDR cut it in two tracks and the re-SDR at frame 16 merged
+    them (the piece's id gave way to the ball's on frames 0-15 too); the sphere proposals and the
+    per-pixel propagator now see it whole from frame 0, so no merge is needed here. The merge
+    itself is covered by tests/tasks/labeling/test_merge.py."""
     from tasks.synth import render_clip
 
     clip = tmp_path / "clip"
@@ -150,5 +151,3 @@ def test_pieces_of_one_object_get_one_id_on_every_frame(tmp_path, capsys):
         assert counts.max() > 0.9 * m.sum(), f"frame {t}: the ball is not one object"
         ids.add(int(got[np.argmax(counts)]))
     assert len(ids) == 1, f"the ball has ids {sorted(ids)}"
-    merged = [a["provenance"].get("merged") for a in pred["annotations"] if a["track_id"] in ids]
-    assert merged and merged[0] and merged[0][0]["frame"] == 16
