@@ -72,6 +72,18 @@ class FrameProposals:
         )
 
 
+    @classmethod
+    def load(cls, store, prefix: str, frame: int) -> FrameProposals:
+        """The proposals of one keyframe from the propose stage's output prefix (read by verify
+        and sdr; stages do not import each other, issue 10 "The house")."""
+        base = f"{prefix}{frame:05d}/"
+        meta = store.get_json(base + "proposals.json")
+        files = {"entity.png": store.get_bytes(base + "entity.png")}
+        for name in meta["voters"]:
+            files[f"voter_{name}.png"] = store.get_bytes(base + f"voter_{name}.png")
+        return cls.from_files(files, meta)
+
+
 def _work_frame(frame: np.ndarray, config: PipelineConfig) -> np.ndarray:
     h, w = check_erp(frame)
     ww = min(w, config.propose.work_width)

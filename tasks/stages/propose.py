@@ -30,15 +30,3 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         stats["entities"][str(k)] = int(props.entity.max())
         stats["voter_segments"][str(k)] = {n: len(s.names) for n, s in props.voters.items()}
     return StageOutput(outputs={"proposals": writer.key("")}, stats=stats)
-
-
-def load(store: ObjectStore, prefix: str, frame: int):
-    """The proposals of one keyframe, from the propose stage's output prefix."""
-    from tasks.labeling.proposals import FrameProposals
-
-    base = f"{prefix}{frame:05d}/"
-    meta = store.get_json(base + "proposals.json")
-    files = {"entity.png": store.get_bytes(base + "entity.png")}
-    for name in meta["voters"]:
-        files[f"voter_{name}.png"] = store.get_bytes(base + f"voter_{name}.png")
-    return FrameProposals.from_files(files, meta)

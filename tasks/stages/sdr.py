@@ -47,7 +47,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     lprefix = inputs.output_key(store, "verify", "labels")
     prompts = prompts_mod.load_prompts(store, inputs.video_id, config, n_frames, width)
     k = 0
-    objs = fuse(_proposals(store, pprefix, k), _labels(store, lprefix, k), config, width)
+    objs = fuse(FrameProposals.load(store, pprefix, k), _labels(store, lprefix, k), config, width)
     if prompts is not None:
         prompt0 = prompts.at(0, width)
         if prompt0 is not None:
@@ -67,17 +67,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     )
 
 
-# The keyframe's proposals and labels, read here from the propose/verify outputs rather than
-# through those stages' modules: stages do not import each other (issue 10, "The house").
-def _proposals(store: ObjectStore, prefix: str, frame: int) -> FrameProposals:
-    base = f"{prefix}{frame:05d}/"
-    meta = store.get_json(base + "proposals.json")
-    files = {"entity.png": store.get_bytes(base + "entity.png")}
-    for name in meta["voters"]:
-        files[f"voter_{name}.png"] = store.get_bytes(base + f"voter_{name}.png")
-    return FrameProposals.from_files(files, meta)
-
-
+# The keyframe's labels, read here from the verify output rather than through that stage's
+# module: stages do not import each other (issue 10, "The house").
 def _labels(store: ObjectStore, prefix: str, frame: int) -> dict[int, EntityLabel]:
     raw = store.get_json(f"{prefix}{frame:05d}/labels.json")
     return {int(e): EntityLabel.from_json(v) for e, v in raw.items()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tasks.backends import build_backends
 from tasks.config import PipelineConfig
+from tasks.labeling.proposals import FrameProposals
 from tasks.labeling.vote import label_entities
-from tasks.stages import propose
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
 from tasks.video.framestore import Frames
@@ -21,7 +21,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     stats: dict = {}
     frames = Frames(store, inputs.output_key(store, "decode", "frames"))
     for k in keyframes:
-        props = propose.load(store, prefix, k)
+        props = FrameProposals.load(store, prefix, k)
         labels, st = label_entities(props, config, backends, frame=frames.get(k))
         writer.put_json(f"{k:05d}/labels.json", {str(e): lab.to_json() for e, lab in labels.items()})
         stats[str(k)] = st

@@ -6,7 +6,8 @@ import pytest
 from tasks import layout
 from tasks.config import PipelineConfig
 from tasks.formats.idmap import decode_png
-from tasks.stages import propose, verify
+from tasks.labeling.proposals import FrameProposals
+from tasks.stages import verify
 from tasks.stages.runner import execute, load_manifest, output_key
 from tasks.video.framestore import Frames
 from tasks.vocabulary import master
@@ -28,7 +29,7 @@ def test_decode_frames_are_shared_between_runs(labeled_tiny):
 
 def test_propose_keyframe_proposals(labeled_tiny):
     store, m = manifest(labeled_tiny, "propose")
-    props = propose.load(store, output_key(store, m, "proposals"), 0)
+    props = FrameProposals.load(store, output_key(store, m, "proposals"), 0)
     assert props.entity.shape == (128, 256) and props.entity.max() == m["stats"]["entities"]["0"]
     assert set(props.voters) == {"color_prior", "cluster_prior"}
     assert props.spaces == {"color_prior": "master", "cluster_prior": "coco_panoptic"}
