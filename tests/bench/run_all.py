@@ -21,14 +21,6 @@ BENCHES = {
     "label_speed": ("bench_label.py", "Seconds per frame of `python -m tasks label` (CPU)"),
     "quality": ("bench_quality.py", "Labeling quality on synthetic clips (CPU pipeline)"),
     "real": ("bench_real.py", "Real footage: re-shot real panoramas and a real video through a moving camera"),
-    "propagation_gpu": (
-        "The GPU case of `bench_propagation_memory.py`: frames per second and peak GPU memory of the streamed SAM2 "
-        "propagator at image size 1024 on a 2048x1024 synthetic clip with 1, 5 and 20 prompted objects, Hiera "
-        "tiny / base+ / large with *random* weights (no checkpoint is obtainable here; the computation per frame is "
-        "the same except that objects predicted absent skip the upsampling). Run on the device machine lent to the "
-        "task (code of commit 0b49f7b, before the de-rotation of #10 landed). Per-object work is sequential, so "
-        "frames per second fall with the number of objects; tiny ran first and its 1-object row includes warm-up "
-        "effects (it reads slower than base+)."),
     "dag_parse": ("bench_dag_parse.py", "DAG file parse time"),
     "airflow": ("bench_airflow.py", "Airflow as deployed: start-up, and time to a visible mistake"),
     "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),

@@ -10,8 +10,8 @@ from tasks.backends import build_backends
 from tasks.config import PipelineConfig
 from tasks.labeling.coverage import coverage
 from tasks.labeling.sdr import annotate_frame
-from tasks.video.framestore import decode_jpeg, encode_jpeg
 from tasks.video.frames import iter_frames
+from tasks.video.framestore import decode_jpeg, encode_jpeg
 from tasks.video.probe import probe
 
 CONGO = "erp_video/gvr_congo_stereo_topbottom_1920x1080_10s.mp4"
