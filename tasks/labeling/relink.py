@@ -193,7 +193,7 @@ def relink(
         used_tracks.add(t)
         event["matched"] += 1
         tr = tracks.get(t)
-        if tr is not None and tr.isthing and (iou >= _KEEP_IOU or tr.origin == "prompt"):
+        if tr is not None and (tr.origin == "prompt" or (tr.isthing and iou >= _KEEP_IOU)):
             keep_own.add(t)
         cat = new.objects[n]["category"]
         if tr is not None and tr.category == UNKNOWN and cat != UNKNOWN:
@@ -202,7 +202,8 @@ def relink(
             tr.provenance.setdefault("relabeled", []).append({"frame": frame, "label": cat})
             event["relabeled"].append(t)
     # unmatched new objects: stuff joins its class, parts join their object, the lost come back
-    stuff_track = {tr.category: tid for tid, tr in tracks.items() if not tr.isthing}
+    # a prompted stuff region (a person's "this lake") is its own object, not its class's catch-all
+    stuff_track = {tr.category: tid for tid, tr in tracks.items() if not tr.isthing and tr.origin != "prompt"}
     cover_of = {}   # new -> (share of it inside a thing track, that track)
     contains = {}   # new -> (share of a thing track inside it, that track)
     for i in range(st.a.size):
@@ -261,6 +262,12 @@ def relink(
     present = set(np.unique(current).tolist()) - {0}
     merged = _pieces_seen_whole(current, out, present - set(assigned.values()), tracks, may_merge,
                                 set(event["new"]))
+    # A person's prompt is authoritative: a prompted track keeps its own mask whether the fresh
+    # SDR matched it or not, and over whatever the fresh SDR put there (on re-shot real panoramas
+    # fresh regions took parts of prompted objects: pannellum "lake right" J 0.66 in 2 tracks
+    # against 0.90 for a plain warp, issue 10).
+    prompted = {t for t in present if t in tracks and tracks[t].origin == "prompt"}
+    keep_own |= prompted
     cleared = None
     if keep_own:
         ids = np.array(sorted(keep_own), dtype=out.dtype)
@@ -275,10 +282,10 @@ def relink(
     if missing:
         free = (out == 0) | isstuff[out]
         for t in missing:
-            m = (current == t) & free
+            m = (current == t) & (True if t in prompted else free)
             if m.any():
                 out[m] = t
-                if t not in keep_own:
+                if t in unmatched:   # re-added although the fresh SDR did not find it again
                     event["kept"].append(t)
     if cleared is not None:
         # fresh pixels of a track that kept its own mask, outside that mask: the background they
