@@ -31,7 +31,10 @@ BENCHES = {
     "reliability": ("bench_reliability.py", "Reliability: bad inputs, leaked secrets, concurrent writers (issue 12)"),
 }
 # extra arguments per benchmark
-ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"]}
+# real: 30 frames per re-shot clip and no `propagate.backend=warp` pipeline run (the independent warp
+# baseline stays), so the whole benchmark fits in about 20 minutes on 2 cores
+ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"],
+        "real": ["--frames", "30", "--backends", "default"]}
 # Benchmarks that need hardware this machine may lack: a run that produced no rows keeps the
 # recorded run (made where the hardware was, with that machine in its record).
 NEEDS_HARDWARE = {"propagation_gpu"}
@@ -40,11 +43,11 @@ NOTES = {
     "real": (
         "Issue 10 §1. *Re-shot panoramas*: the five real ERP images of `../shared/data` (pannellum, andes top eye, "
         "360VOT 0098/0115/0030) at 1024x512, turned once so an object sits on the seam (and, where a <= 25 deg tilt "
-        "allows, one at |lat| > 50 deg), re-shot through `tasks.synth.camera` paths (pan, handheld, vehicle; 60 "
+        "allows, one at |lat| > 50 deg), re-shot through `tasks.synth.camera` paths (pan, handheld, vehicle; 30 "
         "frames at 10 fps, H.264 crf 16); objects frozen in `tests/bench/real_objects.json` (GrabCut from boxes: "
         "the 360VOT boxes of 0098/0115, by eye elsewhere). Ground truth: the frame-0 masks rotated by the known "
         "camera rotation. *prompted*: `--prompts` with the frame-0 masks; J planar/sphere, F sphere over frames "
-        "1..59, tracks = tracks holding > 10% of the object; *ours* = default configuration, *warp* = "
+        "1..29, tracks = tracks holding > 10% of the object; *ours* = default configuration, *warp* = "
         "`--set propagate.backend=warp`, *baseline* = each mask warped on its own along wrap-aware DIS backward "
         "flow (no pipeline). *auto*: rotation consistency = labels of frame t vs the frame-0 labels rotated by the "
         "camera, tracks matched over the clip (Hungarian, spherical IoU), area-weighted; baseline = the same "
