@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import REPO, emit, run
+from common import REPO, decoded_rgb, emit, run
 
 from tasks.formats import ytvis
 
@@ -71,20 +71,12 @@ def render_moving(clip: Path, seed: int, width: int, camera: str, use_photos: bo
 
 def warp_independent(clip: Path, gt_path: Path, out: Path) -> Path:
     """The plain baseline: every frame-0 GT mask warped on its own (tasks.backends.warp)."""
-    import cv2
 
     from tasks.backends.warp import WrapFlow, upsample_flow, warp_mask
 
     gt = ytvis.load(gt_path)
     maps = list(ytvis.video_idmaps(gt))
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
+    frames = decoded_rgb(clip)
     ids = [int(t) for t in np.unique(maps[0]) if t > 0]
     masks = {t: maps[0] == t for t in ids}
     flow = WrapFlow()

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import emit
+from common import decoded_rgb, emit
 from real_scenes import SOURCES, load_scenes, shared_data
 
 from tasks.formats import ytvis
@@ -101,15 +101,7 @@ def write_clip(path: Path, frames, fps: float) -> list[np.ndarray]:
 
 def decoded(path: Path) -> list[np.ndarray]:
     """The clip as the pipeline sees it (after H.264), RGB."""
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return out
+    return decoded_rgb(path)
 
 
 def prompts_doc(clip: Path, idmap0: np.ndarray, n: int, fps: float, categories: dict[int, str], path: Path) -> Path:

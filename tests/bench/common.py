@@ -52,3 +52,18 @@ def emit(name: str, rows: list[dict], summary: dict) -> dict:
     doc = {"benchmark": name, "rows": rows, "summary": summary}
     print(json.dumps(doc))
     return doc
+
+
+def decoded_rgb(path) -> list:
+    """Every frame of a video file as the pipeline sees it after H.264, RGB (bench_real, bench_quality)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return out
