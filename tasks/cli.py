@@ -41,15 +41,11 @@ def _formatter():
         return argparse.RawDescriptionHelpFormatter
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="pipeline configuration file (JSON or YAML); default: the method's defaults")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set refine.tau=0.004 (repeatable; VALUE is JSON or a string)")
-
-
-def _add_store_arg(p: argparse.ArgumentParser, default: str = "./var/store") -> None:
-    p.add_argument("--store", help="object store: a directory, file:///path or s3://bucket/prefix "
-                                   f"(default: $LEADER360V_STORE or {default})")
+from tasks.commands._common import add_config_args as _add_config_args  # noqa: E402
+from tasks.commands._common import add_store_arg as _add_store_arg  # noqa: E402
+from tasks.commands._common import config_from_args as _config  # noqa: E402
+from tasks.commands._common import print_json as _print_json  # noqa: E402
+from tasks.commands._common import store_from_args as _store  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,18 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--gt", type=Path, help="also evaluate the newest labels against this ground truth (e.g. synth gt.json)")
 
-    p = sub.add_parser("review", help="a video's review package: flags, crops, preview, with links",
-                       formatter_class=fmt,
-                       description="Print what a reviewer needs for one video as JSON: every QA flag with a link to "
-                                   "its crop, the preview and the labels. On an S3/MinIO store the links are "
-                                   "presigned GETs minted now; on a local store they are paths.")
-    p.add_argument("--video-id", required=True)
-    p.add_argument("--run", help="config hash (default: the newest run with QA output)")
-    p.add_argument("--expires-hours", type=float, default=48.0, help="validity of presigned links (max 168)")
-    _add_store_arg(p)
-
     p = sub.add_parser("config", help="print the effective configuration and its hash", formatter_class=fmt)
     _add_config_args(p)
+
+    from tasks.commands import register_all
+
+    register_all(sub, fmt)  # command groups in their own module (tasks/commands/)
 
     for name, spec in STAGES.items():
         p = sub.add_parser(name, help=f"stage: {spec.doc}", formatter_class=fmt,
@@ -163,34 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--xcom-file", type=Path, help="also write the result JSON here (/airflow/xcom/return.json in a pod)")
         p.add_argument("--progress", action="store_true", help="show progress bars")
     return parser
-
-
-def _config(args):
-    from tasks.config import PipelineConfig
-
-    cfg = PipelineConfig.from_file(args.config) if getattr(args, "config", None) else PipelineConfig()
-    overrides = {}
-    for item in getattr(args, "set", []) or []:
-        if "=" not in item:
-            from tasks.errors import ConfigError
-
-            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            overrides[k] = json.loads(v)
-        except json.JSONDecodeError:
-            overrides[k] = v
-    return cfg.with_overrides(overrides)
-
-
-def _store(args):
-    from tasks.storage import open_store, store_from_env
-
-    return open_store(args.store) if getattr(args, "store", None) else store_from_env()
-
-
-def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=1, ensure_ascii=False))
 
 
 def _cmd_synth(args) -> int:
@@ -325,13 +287,6 @@ def _cmd_status(args) -> int:
     return 0
 
 
-def _cmd_review(args) -> int:
-    from tasks.status import review_package
-
-    _print_json(review_package(_store(args), args.video_id, args.run, args.expires_hours))
-    return 0
-
-
 def _cmd_config(args) -> int:
     cfg = _config(args)
     _print_json({"hash": cfg.hash, "config": cfg.model_dump(mode="json")})
@@ -371,9 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     handlers = {"synth": _cmd_synth, "label": _cmd_label, "evaluate": _cmd_evaluate, "release": _cmd_release,
-                "upload": _cmd_upload, "config": _cmd_config, "status": _cmd_status,
-                "review": _cmd_review}
-    handler = handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
+                "upload": _cmd_upload, "config": _cmd_config, "status": _cmd_status}
+    handler = getattr(args, "handler", None) or handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
     try:
         return handler(args)
     except PipelineError as exc:
