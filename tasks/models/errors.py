@@ -37,7 +37,7 @@ class ModelCorrupt(PermanentError):
         self.problems = list(problems)
         listed = "; ".join(self.problems[:5]) + (f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else "")
         super().__init__(
-            f"model {name!r} in {where} does not match its manifest: {listed}. Nothing was loaded. "
+            f"model {name!r} in {where} does not match its manifest: {listed}. It is not loaded while it does not match. "
             f"Re-import it from a good copy: `python -m tasks models import DIR --name {name}`, then "
             f"`python -m tasks models verify {name}`"
         )
