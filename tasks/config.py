@@ -279,6 +279,24 @@ class ReleaseConfig(_Section):
         return self
 
 
+class ReviewConfig(_Section):
+    """Manual revision (issue 15): the human gate and re-following from corrections."""
+
+    # A video whose QA flags number more than this waits at the nightly DAG's human gate
+    # (approve -> ready, reject -> waits for corrections). None: no gate, every validated video
+    # is ready (the default, so unattended runs and `make demo` never wait on a person) [ours, issue 15 §4].
+    gate_max_flags: int | None = Field(default=None, ge=0)
+    # Re-following a correction (tasks/review/refollow.py) goes forward and backward from the
+    # corrected frame and stops, in each direction, at the first frame where every corrected
+    # track's re-followed mask agrees with the earlier run's mask of the same id at IoU >= this
+    # (the earlier labels were right from there on), or at the next corrected frame [ours, issue 15 §3].
+    refollow_agree_iou: float = Field(default=0.8, gt=0, le=1)
+    # The earlier run a revision was made from and the corrections it applies (content ids under
+    # corrections/{video_id}/): part of the configuration so a revised run gets its own hash [issue 15 §3].
+    revision_of: str | None = Field(default=None, pattern=r"^[0-9a-f]{12}$")
+    corrections: tuple[str, ...] = ()
+
+
 class PipelineConfig(_Section):
     video: VideoConfig = VideoConfig()
     tiling: TilingConfig = TilingConfig()
@@ -289,6 +307,7 @@ class PipelineConfig(_Section):
     refine: RefineConfig = RefineConfig()
     qa: QaConfig = QaConfig()
     release: ReleaseConfig = ReleaseConfig()
+    review: ReviewConfig = ReviewConfig()
     # Content hash (16 hex) of a prompts document stored under videos/{id}/prompts/: masks and
     # ids a person gave for some frames; those objects are followed from the given masks.
     # Part of the configuration because it changes the outputs (so it names a new run) [ours].
