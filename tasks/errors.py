@@ -252,3 +252,19 @@ def describe_holder(holder: dict) -> str:
     text = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
     airflow = [f"{k} {holder[k]}" for k in ("dag", "run", "task", "try") if holder.get(k)]
     return text + (f" (Airflow {', '.join(airflow)})" if airflow else "")
+
+
+class CorrectionRejected(PermanentError):
+    """A corrections file (``review import``) cannot be applied as given (issue 15): another video,
+    other sizes, frames out of range, labels outside the vocabulary, overlapping masks,
+    interpolated or polygon shapes, a track that changes class. ``problems`` lists every one, each
+    with what to fix; nothing is stored."""
+
+    exit_code = EXIT_USAGE
+    label = "corrections rejected"
+
+    def __init__(self, problems: list[str], where: str = "corrections"):
+        self.problems = list(problems)
+        n = len(self.problems)
+        super().__init__(f"{where}: {n} problem{'s' if n != 1 else ''}; nothing was imported:\n"
+                         + "\n".join(f"  - {p}" for p in self.problems))
