@@ -2,8 +2,11 @@
 
 The video id is the first 16 hex digits of the sha256 of the uploaded bytes, so the same
 content uploaded twice (under any name) is one video and is labeled once; the second key is
-recorded in ``videos/{id}/aliases.json``. A video we cannot label is quarantined with its reason
-(``quarantine/{id}.json``) and never reaches the other stages.
+recorded in ``videos/{id}/aliases.json``. A video whose **content** we cannot label is quarantined with its reason
+(``quarantine/{id}.json``, tasks/quarantine.py) and never reaches the other stages; a video the
+**configuration** asks too much of (longer than ``video.max_seconds``, an fps that gives no frame)
+is a configuration error, exit 2, and nothing is quarantined or written (tasks/video/limits.py;
+issue 12, point 1).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from tasks.discovery import upload_time
 from tasks.errors import DuplicateVideo, InputRejected, ObjectNotFound, PermanentError
 from tasks.stages.contract import StageOutput, StageResult, StageWriter
 from tasks.storage import ObjectStore
+from tasks.video.limits import check_limits
 from tasks.video.probe import probe
 
 log = logging.getLogger(__name__)
@@ -70,10 +74,11 @@ def execute(*, store: ObjectStore, config: PipelineConfig, params: dict, force: 
             return runner._result_from_manifest(store, existing, "skipped", time.perf_counter() - t0)
         started = _dt.datetime.now(_dt.UTC)
         try:
-            p = probe(path, max_seconds=config.video.max_seconds)
+            p = probe(path)
         except InputRejected as exc:
             runner.quarantine(store, video_id, key, "ingest", exc, run)
             raise
+        check_limits(p, config)  # ConfigError: this configuration's problem, not the content's
         info = store.stat(key)
         # the recorded upload time (tasks/discovery.py), the one the nightly DAG's interval matched
         uploaded = upload_time(store, info)

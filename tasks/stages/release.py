@@ -21,9 +21,25 @@ GX's own site builder), ``DATASET_CARD.md``, ``manifest.json``.
 thresholds, say) has several validated configurations; a release takes, per video, *the newest
 configuration that passed its quality suite* (the latest committed ``validate`` stage), unless a
 ``config_hash`` is asked for. The dataset card lists each video's configuration and why it was
-chosen. A candidate holding exactly the videos and configurations of the latest release is not
-published again (:class:`NothingToRelease`), so several nightly or backfill runs in a row do not
-each publish a copy.
+chosen.
+
+**Idempotent, also under a race** (issue 12, point 8). A candidate holding exactly the videos,
+configurations and labels of the latest release is not published again: :func:`release` returns
+that version with ``"unchanged": true`` (the CLI prints it and exits 0; the DAG's candidate task,
+which calls :func:`prepare_candidate`, skips on :class:`Unchanged`). Publishing happens under one
+lease (``leases/releases/publish.json``, tasks/storage/lease.py: an exclusive create locally, a
+conditional put on S3/MinIO), and the publisher compares its candidate with the latest release
+*again* under that lease, so of two ``release`` processes racing with the same change exactly
+one publishes the next version and the other reports it. Every version is also claimed with a
+create-if-absent ``releases/vN/.claim``.
+
+**A published video stays published** (issue 12, point 1): a video of the latest release stays
+in the next one as long as one of its configurations still has a committed ``validate`` stage,
+whatever quarantine record appeared later; it leaves only when its labels were rebuilt and
+failed their suite (a failed ``validate`` never commits, and a re-run removes the old commit
+first). A quarantine record holds back a video that was not published only when it is newer than
+the video's newest passing validation (a video labeled again and passing after its quarantine
+was fixed is released).
 """
 
 from __future__ import annotations
@@ -45,26 +61,52 @@ from tasks.quality import gate
 from tasks.quality.tables import release_tables, video_tables
 from tasks.stages.runner import output_key
 from tasks.storage import ObjectStore
+from tasks.storage.lease import LEASES, held_lease, lease_wait_s
 
 log = logging.getLogger(__name__)
 
 CANDIDATES = layout.RELEASES + "_candidates/"
 DATA_DOCS = "data_docs/"  # the GX Data Docs site, beside gx_report.json
 _VERSION = re.compile(r"^releases/v(\d+)/$")
+PUBLISH_LEASE = f"{LEASES}releases/publish.json"
+# A publisher copies every frame of every video (minutes on a large S3 release): a second
+# `release` waits this many times the stage lease wait ($LEADER360V_LEASE_WAIT_S, default 60 s)
+# for it, then reports the version it published instead of failing.
+_PUBLISH_WAIT_FACTOR = 10
 
 
 class NothingToRelease(PermanentError):
     """No video is ready: nothing validated, or everything already quarantined."""
 
 
+class Unchanged(NothingToRelease):
+    """The candidate holds exactly what release ``version`` holds: nothing new to publish."""
+
+    def __init__(self, version: int, n_videos: int):
+        super().__init__(
+            f"release v{version} already holds exactly these {n_videos} video(s) with these configurations "
+            f"and labels; nothing new to publish (latest: v{version})")
+        self.version = version
+
+
+def identity(rows: list[dict]) -> list[tuple]:
+    """What makes two releases the same: each video with its configuration and labels."""
+    return sorted((v["video_id"], v["run"], v.get("annotations_sha256")) for v in rows)
+
+
 # -- 1. candidate ------------------------------------------------------------------------------
 def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dict]:
-    """Every video with a committed validate stage (the newest run, or the one of ``config_hash``)."""
+    """The videos a release takes, and the run of each: the one place that decides it.
+
+    Every video with a committed validate stage (the newest run, or the one of ``config_hash``),
+    except a video not in the latest release whose quarantine record is newer than that
+    validation (the module docstring: a published video is never dropped by a quarantine).
+    """
+    latest = latest_release(store)
+    published = {v["video_id"] for v in latest[1].get("videos", [])} if latest else set()
     out = []
     for vprefix in store.list_prefixes(layout.VIDEOS):
         video_id = vprefix[len(layout.VIDEOS):].rstrip("/")
-        if store.exists(layout.quarantine_key(video_id)):
-            continue
         validated = []
         for rprefix in store.list_prefixes(vprefix + "runs/"):
             try:
@@ -72,6 +114,8 @@ def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dic
             except ObjectNotFound:
                 continue
         best, why = choose_run(validated, config_hash)
+        if best is not None and _held_back(store, video_id, best, published):
+            continue
         if best is not None:
             qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
             try:
@@ -84,6 +128,33 @@ def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dic
                         "idmaps": output_key(store, qa, "idmaps"),
                         "frames": output_key(store, qa, "frames")})
     return sorted(out, key=lambda r: r["video_id"])
+
+
+def _held_back(store: ObjectStore, video_id: str, best: dict, published: set[str]) -> bool:
+    """Whether a quarantine record keeps this validated video out of the release."""
+    try:
+        q = store.get_json(layout.quarantine_key(video_id))
+    except ObjectNotFound:
+        return False
+    except ValueError:  # an unreadable record holds nothing back that passed its suite
+        log.warning("unreadable quarantine record of video %s; releasing its validated labels", video_id)
+        return False
+    if video_id in published:
+        log.warning("video %s is quarantined (%s) but was published and still passes its suite (run %s): kept",
+                    video_id, q.get("reason"), best["run"])
+        return False
+    if _time(q.get("time")) >= _time(best.get("finished")):
+        log.warning("video %s left out: quarantined (%s) after its last passing validation", video_id, q.get("reason"))
+        return True
+    return False
+
+
+def _time(text) -> _dt.datetime:
+    try:
+        t = _dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return _dt.datetime.min.replace(tzinfo=_dt.UTC)
+    return t.replace(tzinfo=_dt.UTC) if t.tzinfo is None else t
 
 
 def choose_run(validated: list[dict], config_hash: str | None = None) -> tuple[dict | None, str]:
@@ -135,14 +206,8 @@ def prepare_candidate(store: ObjectStore, config: PipelineConfig, *, config_hash
     for r, data in zip(ready, raw_docs):
         r["annotations_sha256"] = hashlib.sha256(data).hexdigest()
     latest = latest_release(store)
-
-    def identity(rows):
-        return sorted((v["video_id"], v["run"], v.get("annotations_sha256")) for v in rows)
-
     if latest is not None and identity(latest[1].get("videos", [])) == identity(ready):
-        raise NothingToRelease(
-            f"release v{latest[0]} already holds exactly these {len(ready)} video(s) with these configurations "
-            "and labels; nothing new to publish")
+        raise Unchanged(latest[0], len(ready))
     docs = [ytvis.load(json.loads(data)) for data in raw_docs]
     merged = ytvis.merge(docs)
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
@@ -212,6 +277,15 @@ def _claim_version(store: ObjectStore, candidate: str) -> int:
 
 
 def publish_candidate(store: ObjectStore, candidate: str) -> dict:
+    """Publish a validated candidate as the next version -- or, when the latest release already
+    holds exactly its content (another ``release`` won the race), publish nothing and return
+    that version with ``"unchanged": true``."""
+    with held_lease(store, PUBLISH_LEASE, what="publishing a release",
+                    wait_s=lease_wait_s() * _PUBLISH_WAIT_FACTOR) as lease:
+        return _publish(store, candidate, lease)
+
+
+def _publish(store: ObjectStore, candidate: str, lease) -> dict:
     prefix = f"{CANDIDATES}{candidate}/"
     try:
         report = store.get_json(prefix + "gx_report.json")
@@ -222,6 +296,11 @@ def publish_candidate(store: ObjectStore, candidate: str) -> dict:
     doc = store.get_json(prefix + "annotations.json")
     splits = store.get_json(prefix + "splits.json")
     videos = store.get_json(prefix + "videos.json")
+    latest = latest_release(store)
+    if latest is not None and identity(latest[1].get("videos", [])) == identity(videos):
+        store.delete_prefix(prefix)
+        log.info("release v%d already holds candidate %s's content; nothing published", latest[0], candidate)
+        return release_summary(store, latest[0], unchanged=True)
     version = _claim_version(store, candidate)
     out = layout.release_prefix(version)
     files: dict[str, dict] = {}
@@ -249,11 +328,12 @@ def publish_candidate(store: ObjectStore, candidate: str) -> dict:
         put("DATASET_CARD.md", dataset_card(version, doc, splits, videos, report).encode())
         manifest = {"version": version, "candidate": candidate, "code_version": __version__,
                     "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                    "runs": sorted({r["run"] for r in videos}),
+                    "runs": sorted({r["run"] for r in videos}), "objects": len(doc["annotations"]),
                     "videos": [{k: r.get(k) for k in ("video_id", "key", "run", "validated", "why", "annotations_sha256")}
                                for r in videos],
                     "files": files}
         store.put_bytes(out + "manifest.json", _json(manifest))
+        lease.check()  # a publisher that lost its lease must not make a version visible
         store.put_json(out + layout.MANIFEST, {"version": version, "manifest": "manifest.json",
                                                "files": len(files) + 1, "created": manifest["created"]})
     except BaseException:
@@ -266,11 +346,32 @@ def publish_candidate(store: ObjectStore, candidate: str) -> dict:
     return {"version": version, "prefix": out, "uri": store.uri(out), "files": len(files) + 1,
             "videos": len(doc["videos"]), "objects": len(doc["annotations"]),
             "runs": sorted({r["run"] for r in videos}),
-            "data_docs": store.uri(out + DATA_DOCS + "index.html") if report.get("data_docs_files") else None}
+            "data_docs": store.uri(out + DATA_DOCS + "index.html") if report.get("data_docs_files") else None,
+            "unchanged": False}
+
+
+def release_summary(store: ObjectStore, version: int, *, unchanged: bool) -> dict:
+    """What :func:`publish_candidate` returns, for an already published ``version`` (same keys)."""
+    out = layout.release_prefix(version)
+    m = store.get_json(out + "manifest.json")
+    objects = m.get("objects")
+    if objects is None:  # manifests before issue 12 did not count them
+        objects = len(store.get_json(out + "annotations.json")["annotations"])
+    docs = out + DATA_DOCS + "index.html"
+    return {"version": version, "prefix": out, "uri": store.uri(out), "files": len(m.get("files", {})) + 1,
+            "videos": len(m.get("videos", [])), "objects": objects, "runs": m.get("runs", []),
+            "data_docs": store.uri(docs) if "data_docs/index.html" in m.get("files", {}) else None,
+            "unchanged": unchanged}
 
 
 def release(store: ObjectStore, config: PipelineConfig, *, config_hash: str | None = None) -> dict:
-    cand = prepare_candidate(store, config, config_hash=config_hash)
+    """Prepare, gate and publish. With nothing changed since the latest release, publish nothing
+    and return that version (``"unchanged": true``): running it twice is running it once."""
+    try:
+        cand = prepare_candidate(store, config, config_hash=config_hash)
+    except Unchanged as exc:
+        log.warning("%s", exc)
+        return release_summary(store, exc.version, unchanged=True)
     try:
         validate_candidate(store, cand["candidate"], config)
     except Exception:

@@ -2,7 +2,9 @@
 
 Rejections carry a reason code and a message for the uploader (see :class:`InputRejected`):
 ``not_a_video``, ``still_image``, ``truncated``, ``no_frames``, ``not_equirectangular``,
-``rotated``, ``too_long``.
+``rotated``. Every one is about the **content**, the same under any configuration (it quarantines
+the content id for good); what a configuration asks of the video (``video.max_seconds``,
+``video.fps``) is checked by tasks/video/limits.py as a configuration error (issue 12, point 1).
 
 Display rotation (issue 12): phones and some 360 exporters store the picture as coded and a
 display matrix (``rotate=90`` in MP4, ffprobe's side data "Display Matrix" ``rotation``) that a
@@ -81,8 +83,9 @@ def _rate(s: str | None) -> float:
     return float(r) if r > 0 else 0.0
 
 
-def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
-    """Probe ``path``; raise :class:`InputRejected` with a reason if we cannot label it."""
+def probe(path: str | Path) -> VideoProbe:
+    """Probe ``path``; raise :class:`InputRejected` with a reason if its content cannot be labeled
+    under any configuration."""
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
@@ -132,12 +135,6 @@ def probe(path: str | Path, *, max_seconds: float = 3600.0) -> VideoProbe:
         raise InputRejected("no_frames", "cannot determine the frame rate of the video stream")
     if not duration:
         duration = read / fps
-    if duration > max_seconds:
-        raise InputRejected(
-            "too_long",
-            f"the video is {duration:.0f} s long, over the configured limit of {max_seconds:.0f} s "
-            "(video.max_seconds); split it or raise the limit",
-        )
     side = {d.get("side_data_type"): d for d in v.get("side_data_list", []) or []}
     rotation = _rotation(v, side)
     if rotation in (90, 270):

@@ -46,10 +46,16 @@ def test_publish_writes_a_complete_checksummed_release(store):
     card = s.get_bytes(p + "DATASET_CARD.md").decode()
     assert f"| {vid} | `raw/tiny.mp4` | {run} |" in card and "its only configuration that passed" in card
     assert manifest["videos"][0]["run"] == run and manifest["videos"][0]["key"] == "raw/tiny.mp4"
-    # the same videos with the same configurations are not published twice
-    with pytest.raises(release.NothingToRelease, match="release v1 already holds exactly these 1 video"):
-        release.release(s, PipelineConfig())
-    assert release.published_versions(s) == [1]
+    # the same videos with the same configurations are not published twice: the same version is
+    # named, marked unchanged (issue 12: run twice, it published v1..v5 with identical content)
+    again = release.release(s, PipelineConfig())
+    assert again["unchanged"] is True and {k: again[k] for k in ("version", "prefix", "files", "videos", "objects")} \
+        == {k: out[k] for k in ("version", "prefix", "files", "videos", "objects")}
+    assert release.published_versions(s) == [1] and not list(s.list(release.CANDIDATES))
+    # the release DAG's candidate task skips on it (a NothingToRelease that names the version)
+    with pytest.raises(release.Unchanged, match="release v1 already holds exactly these 1 video") as e:
+        release.prepare_candidate(s, PipelineConfig())
+    assert isinstance(e.value, release.NothingToRelease) and e.value.version == 1
 
 
 def test_a_release_from_several_runs_takes_the_newest_configuration_that_passed(store):
