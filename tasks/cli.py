@@ -43,6 +43,7 @@ def _formatter():
 
 from tasks.commands._common import add_config_args as _add_config_args  # noqa: E402
 from tasks.commands._common import add_store_arg as _add_store_arg  # noqa: E402
+from tasks.commands._common import hex_id as _hex_id  # noqa: E402
 from tasks.commands._common import config_from_args as _config  # noqa: E402
 from tasks.commands._common import print_json as _print_json  # noqa: E402
 from tasks.commands._common import store_from_args as _store  # noqa: E402
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                "5 quality gate failed, 6 upstream stage missing, 7 other permanent error.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv: debug, and the traceback of an error)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="render a synthetic 360° clip with ground truth", formatter_class=fmt,
@@ -144,9 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "ingest":
             p.add_argument("--key", required=True, help="object key of the uploaded video (e.g. raw/clip.mp4)")
         else:
-            p.add_argument("--video-id", required=True, help="16-hex content id printed by ingest")
-            p.add_argument("--run", help="config hash naming the run (its configuration is read from the store); "
-                                         "default: the hash of --config/--set")
+            p.add_argument("--video-id", required=True, type=_hex_id("--video-id", 16),
+                           help="16-hex content id printed by ingest")
+            p.add_argument("--run", type=_hex_id("--run", 12),
+                           help="config hash naming the run (its configuration is read from the store); "
+                                "default: the hash of --config/--set")
         _add_config_args(p)
         _add_store_arg(p)
         p.add_argument("--force", action="store_true", help="re-run even if committed")
@@ -194,11 +198,18 @@ def _cmd_label(args) -> int:
 def _cmd_evaluate(args) -> int:
     from tasks.metrics import evaluate, format_report
 
-    result = evaluate(args.pred, args.gt, video_uid=args.video_uid)
+    from tasks.errors import UsageError
+
     out = args.out or args.pred.with_name("evaluation.json")
+    if out.is_dir():   # checked before the work, as everything that can be (issue 12)
+        raise UsageError(f"--out {out} is a folder; give the path of the JSON file to write")
+    result = evaluate(args.pred, args.gt, video_uid=args.video_uid)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+    try:
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out} ({exc.strerror or exc}); pass --out with a writable path") from None
     print(format_report(result))
     print(f"\nwritten: {out}", file=sys.stderr)
     return 0
@@ -332,17 +343,18 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except PipelineError as exc:
         # Each error class carries its exit code (tasks/errors.py): one line for the user, the
-        # traceback only with -v (a retry decision never depends on the message).
-        if args.verbose:
+        # traceback only with -vv (issue 12; a retry decision never depends on the message).
+        if args.verbose >= 2:
             logging.exception("%s failed", args.command)
         print(f"{exc.label}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-        # a path given on the command line that is not there: a usage mistake, not a crash. In a
-        # stage (a pod) it is the deployment's fault (a missing binary): keep the traceback.
-        if args.command in STAGES:
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # a path given on the command line that is not there, or not writable: a usage mistake,
+        # not a crash. In a stage (a pod) it is the deployment's fault (a missing binary, a
+        # read-only volume): keep the traceback, exit 1.
+        if args.command in STAGES or not exc.filename:
             raise
-        if args.verbose:
+        if args.verbose >= 2:
             logging.exception("%s failed", args.command)
         print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return EXIT_USAGE

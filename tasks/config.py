@@ -22,7 +22,10 @@ from tasks.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: Infinity/NaN are refused in every float field, tuples included (issue 12:
+    # refine.tau=Infinity and release.split_ratios=[NaN, 0, 1] were accepted; NaN fails every
+    # comparison, so a NaN threshold silently disables its check).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class VideoConfig(_Section):
@@ -40,10 +43,15 @@ class VideoConfig(_Section):
 
     @model_validator(mode="after")
     def _even_width(self) -> VideoConfig:
-        if self.width is not None and self.width % 2:
-            raise ValueError("video.width must be even (ERP frames are exactly 2:1)")
-        if self.max_width % 2:
-            raise ValueError("video.max_width must be even")
+        # A multiple of 4, so the height (width / 2) is even too: H.264 in yuv420p (the preview,
+        # tasks/video/frames.Mp4Writer) needs both sides even, and ERP frames are exactly 2:1.
+        # Checked here, before any work (issue 12: `--width 66` failed in qa, after the whole run).
+        if self.width is not None and self.width % 4:
+            raise ValueError(f"video.width must be a multiple of 4 (ERP frames are exactly 2:1 and the height "
+                             f"{self.width / 2:g} must be even for the preview encoder); try {self.width - self.width % 4}")
+        if self.max_width % 4:
+            raise ValueError(f"video.max_width must be a multiple of 4 (even width and height); try "
+                             f"{self.max_width - self.max_width % 4}")
         return self
 
 
@@ -55,7 +63,9 @@ class TilingConfig(_Section):
 
 class ProposeConfig(_Section):
     # Class-agnostic entity proposer (CropFormer in the method [M §1.2(b)]; classical on CPU).
-    entity_backend: Literal["superpixel"] = "superpixel"
+    # "sam2_amg": SAM2 automatic masks on the tiles and polar views, with the propagation
+    # checkpoint (propagate.sam2_*: one model, two roles) [issue 13 §1]; needs layout "tiles".
+    entity_backend: Literal["superpixel", "sam2_amg"] = "superpixel"
     # Independent panoptic/semantic voters (OneFormer x3 in the method [M §1.2(b)]).
     panoptic_backends: tuple[str, ...] = ("color_prior", "cluster_prior")
     # Tile-merge IoU inside the overlap strip and across the seam [M §1.2(b) fuse_instances].
@@ -104,11 +114,46 @@ class ProposeConfig(_Section):
     # propagate/refine/QA; real frames gave ~150 tracks per clip before) [issue 10].
     min_object_fraction: float = Field(default=2e-4, ge=0, lt=0.1)
     max_objects: int = Field(default=48, ge=1)
+    # -- learned proposers (issue 13) --------------------------------------------------------
+    # Where the learned proposers (sam2_amg, mask2former_*/oneformer_* voters) run: "cuda" on a
+    # GPU pod fails the stage (exit 2) when torch sees no GPU instead of crawling on the CPU.
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    # Mixed precision on CUDA only (ignored on the CPU): "fp16"/"bf16" autocast of the forward
+    # passes; "off" keeps float32 (labels identical to a CPU run up to float noise) [issue 13].
+    autocast: Literal["off", "fp16", "bf16"] = "off"
+    # SAM2 automatic masks: a points_per_side^2 grid per tile, masks kept with predicted IoU >
+    # pred_iou_thresh and stability >= stability_thresh (IoU of the masks thresholded at +-offset
+    # of the logit threshold), box NMS at box_nms_iou, holes and islands under min_region_px
+    # removed (px at a 1024^2 tile, scaled with the tile's area) [defaults of SAM2's
+    # SAM2AutomaticMaskGenerator; min region = the method's 100 px at 2048 per 1024^2 tile, M §1.2(b)].
+    amg_points_per_side: int = Field(default=32, ge=1, le=256)
+    # Prompts decoded per batch; halved on CUDA out of memory [issue 13: retry with smaller batches].
+    amg_points_per_batch: int = Field(default=64, ge=1)
+    amg_pred_iou_thresh: float = Field(default=0.8, ge=0, le=1)
+    amg_stability_thresh: float = Field(default=0.95, ge=0, le=1)
+    amg_stability_offset: float = Field(default=1.0, gt=0)
+    amg_box_nms_iou: float = Field(default=0.7, gt=0, le=1)
+    amg_min_region_px_at_1024: int = Field(default=100, ge=0)
+    # Panoptic voters (mask2former_*/oneformer_*): each tile is resized to this width before the
+    # model's own test-time resize, and the masks brought back to the tile with nearest
+    # neighbour [M §1.2(b)]; a query counts when its class score > score_thresh, and its
+    # segment when it keeps >= overlap_thresh of its own mask after the pixel-wise argmax
+    # (OneFormer's TEST.OBJECT_MASK_THRESHOLD / OVERLAP_THRESHOLD, 0.8 / 0.8).
+    panoptic_input_width: int = Field(default=640, ge=32)
+    panoptic_score_thresh: float = Field(default=0.8, ge=0, lt=1)
+    panoptic_overlap_thresh: float = Field(default=0.8, ge=0, le=1)
+    # Tiles per forward pass of a voter (3 = a frame's tiles at once); halved on CUDA OOM.
+    panoptic_batch_tiles: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _even(self) -> ProposeConfig:
         if self.work_width % 2 or self.slic_width % 2:
             raise ValueError("propose.work_width and propose.slic_width must be even")
+        if self.entity_backend == "sam2_amg" and self.layout != "tiles":
+            # SAM2 squashes its input to a square: on the whole 2:1 frame it would see objects
+            # at half their width and cut the ones on the seam; the tiles are the method's input
+            raise ValueError("propose.entity_backend sam2_amg runs on the seam-aware tiles: set propose.layout "
+                             "to tiles (the sphere layout is the superpixel proposer's)")
         return self
 
 
@@ -260,8 +305,19 @@ class RefineConfig(_Section):
 class QaConfig(_Section):
     # Tracks shorter than this are flagged for review [ours].
     min_track_seconds: float = Field(default=0.3, ge=0)
-    # Width of the preview video [ours].
+    # Width of the preview video [ours]; rounded down to a multiple of 4 (even height for H.264).
     preview_width: int = Field(default=1024, ge=64)
+    # seam_discontinuity flag: a row "continues" across the left/right border when the mean RGB
+    # difference of its two border pixels is under seam_color_tol (0-255 units; JPEG noise on the
+    # synthetic clips stays under ~6), and the flag is raised when more than seam_rows_flag of
+    # those rows change id there [ours; were qa.py constants until issue 12 §10].
+    seam_color_tol: float = Field(default=12.0, gt=0, le=255)
+    seam_rows_flag: float = Field(default=0.05, ge=0, lt=1)
+    # fragmented flag: a thing whose second seam-aware piece holds at least this share of its
+    # area [ours; issue 12 §10].
+    fragment_share: float = Field(default=0.1, gt=0, le=0.5)
+    # At most this many review crops per video (one per flagged track, worst frame) [ours].
+    max_review_crops: int = Field(default=50, ge=0)
 
 
 class ReleaseConfig(_Section):
@@ -361,8 +417,10 @@ class PipelineConfig(_Section):
 
     # -- derived values -------------------------------------------------------------------
     def processing_width(self, input_width: int) -> int:
+        """The width frames are labeled at: a multiple of 4, so width and height are both even
+        (see VideoConfig._even_width)."""
         w = self.video.width or min(input_width, self.video.max_width)
-        return w - (w % 2)
+        return w - (w % 4)
 
     def refine_step(self, fps: float) -> int:
         """Frames between coverage checks: ceil(fps / refine_hz) [M §1.1]."""
@@ -378,12 +436,18 @@ def _expand_dotted(d: dict[str, Any]) -> dict[str, Any]:
     for k, v in d.items():
         parts = str(k).split(".")
         cur = out
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             cur = cur.setdefault(p, {})
+            if not isinstance(cur, dict):   # `refine=1` and `refine.tau=2` in one request
+                raise ConfigError(f"override {k!r} conflicts with the value given for {'.'.join(parts[:i + 1])!r}")
         if isinstance(v, dict):
-            cur[parts[-1]] = _expand_dotted(v)
-        else:
-            cur[parts[-1]] = v
+            v = _expand_dotted(v)
+            if isinstance(cur.get(parts[-1]), dict):   # `refine.tau=..` and `refine={..}`: both apply
+                _deep_set(cur, parts[-1], v)
+                continue
+        elif isinstance(cur.get(parts[-1]), dict):
+            raise ConfigError(f"override {k!r} conflicts with the settings given under it")
+        cur[parts[-1]] = v
     return out
 
 

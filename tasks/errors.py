@@ -117,6 +117,26 @@ class RequestInvalid(ConfigError):
                          + "\n".join(f"  - {p}" for p in self.problems))
 
 
+class UsageError(PermanentError):
+    """A command-line argument cannot work (an output folder that cannot be written, a path that
+    is a file where a folder is needed, a number out of range). Found before any work is done
+    wherever it can be checked up front (issue 12: a read-only ``--out`` surfaced after the
+    whole run)."""
+
+    exit_code = EXIT_USAGE
+    label = "usage error"
+
+
+class InvalidKey(PermanentError, ValueError):
+    """An object key that could escape the store or alias another key (``raw/../../x.mp4``, a
+    backslash, an empty segment). Also a :class:`ValueError`, as it was before it was typed
+    (issue 12: it printed a traceback and exit 1, "retry may help"). Exit 2: a key is always
+    something a person or a request gave."""
+
+    exit_code = EXIT_USAGE
+    label = "invalid key"
+
+
 class InputRejected(PermanentError):
     """A video was rejected at the stage boundary and must be quarantined.
 

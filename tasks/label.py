@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import PipelineConfig
-from tasks.errors import PermanentError, QualityGateFailed
+from tasks.errors import QualityGateFailed, UsageError
 from tasks.labeling import prompts as prompts_mod
 from tasks.stages.ingest import content_id
 from tasks.stages.runner import ORDER, execute, output_key
@@ -59,18 +59,27 @@ def label_video(
     video = Path(video)
     out_dir = Path(out_dir)
     if not video.is_file():
-        raise PermanentError(f"no such video file: {video}")
+        raise UsageError(f"no such video file: {video}" + (" (it is a folder)" if video.is_dir() else ""))
     config = config or PipelineConfig()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything that can be checked before the work is (issue 12: a read-only --out, or one
+    # that is a file, surfaced only after every stage had run).
+    check_output_dir(out_dir)
+    data = None
+    if prompts_file is not None:
+        try:
+            data = Path(prompts_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the prompts file {prompts_file}: {exc.strerror or exc}") from None
+        prompts, sha = prompts_mod.load_bytes(data, where=str(prompts_file))  # structural checks, early
     store = store or open_store(os.environ.get("LEADER360V_STORE") or out_dir / ".store")
     t0 = time.perf_counter()
     video_id, _ = content_id(video)
-    key = f"{layout.RAW}label/{video_id}/{video.name}"
+    if data is not None:
+        prompts_mod.check_video_uid(prompts, video_id, where=str(prompts_file))
+    key = f"{layout.RAW}label/{video_id}/{_key_name(video.name)}"
     if not store.exists(key):
         store.put_file(key, video)
-    if prompts_file is not None:
-        data = Path(prompts_file).read_bytes()
-        _, sha = prompts_mod.load_bytes(data, where=str(prompts_file))  # structural checks, early
+    if data is not None:
         store.put_bytes(layout.prompts_key(video_id, sha), data)
         config = config.with_overrides({"prompts": sha})
     times: dict[str, float] = {}
@@ -89,6 +98,34 @@ def label_video(
     frames = json.loads((out_dir / "annotations.json").read_text())["videos"][0]["length"]
     return LabelResult(out_dir, video_id, config.hash, frames, n_objects, round(time.perf_counter() - t0, 3), times,
                        validation_error is None, validation_error)
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """``out_dir`` is, or can be made, a folder this process can write in; UsageError (exit 2)
+    otherwise, before any work. Tried for real (a file created and removed), because permission
+    bits do not tell: root ignores them, and a read-only mount or a full quota overrides them."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder; give a folder (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".write-check-", dir=out_dir):
+            pass
+    except FileExistsError:   # a parent is a file
+        raise UsageError(f"--out {out_dir}: a part of that path is a file, not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir} cannot be written ({exc.strerror or exc}); give a folder you can "
+                         "write in") from None
+
+
+def _key_name(name: str) -> str:
+    """The file's name as a store key segment: characters a key may not hold (a backslash, control
+    characters; tasks.storage.base.check_key) become '_' (issue 12: a backslash in a file name
+    crashed `label` with a traceback). The content id, not the name, identifies the video."""
+    safe = "".join("_" if c in "\\/" or ord(c) < 32 or c == "\x7f" or 0xD800 <= ord(c) < 0xE000 else c for c in name)
+    if len(safe.encode("utf-8")) > 200:   # a key segment holds at most 255 bytes; keep the extension
+        suffix = Path(safe).suffix[:16]
+        safe = safe.encode("utf-8")[:180].decode("utf-8", "ignore") + suffix
+    return "video" if safe in ("", ".", "..") else safe
 
 
 def _export(store: ObjectStore, video_id: str, run: str, out_dir: Path) -> int:

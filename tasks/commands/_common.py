@@ -36,6 +36,45 @@ def config_from_args(args):
     return cfg.with_overrides(overrides)
 
 
+def bounded_float(name: str, low: float, high: float, *, low_open: bool = True):
+    """An argparse ``type=`` for a finite number in (low, high] (or [low, high]): a bad value is an
+    argparse error (exit 2, one line) before any work. ``float()`` alone accepts 'nan' and 'inf'
+    (issue 12: `review --expires-hours nan` reached the store)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value > high or (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a number {'over' if low_open else 'from'} {low:g} and at most {high:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def expires_hours(text: str) -> float:
+    """``--expires-hours``: presigned links live more than 0 and at most 168 h (S3 SigV4's 7-day cap)."""
+    return bounded_float("--expires-hours", 0.0, 168.0)(text)
+
+
+def hex_id(name: str, digits: int):
+    """An argparse ``type=`` for a content id / run hash: ``digits`` lowercase hex digits (a bad one
+    is a one-line usage error, not a ValueError from deep in the store layout)."""
+    import re
+
+    pattern = re.compile(rf"^[0-9a-f]{{{digits}}}$")
+
+    def parse(text: str) -> str:
+        if not pattern.match(text):
+            raise argparse.ArgumentTypeError(f"{name} must be {digits} lowercase hex digits, got {text!r}")
+        return text
+
+    return parse
+
+
 def store_from_args(args):
     from tasks.storage import open_store, store_from_env
 

@@ -49,6 +49,13 @@ def _select(gt: dict, pred: dict, video_uid: str | None) -> tuple[int, int]:
         raise EvaluationError(f"the {which} document holds no video; pass a release annotations file")
     if video_uid is None:
         if len(gt_uids) == 1 and len(pred_uids) == 1:
+            g, p = gt["videos"][0].get("video_uid"), pred["videos"][0].get("video_uid")
+            if g and p and g != p:
+                # issue 12 §9: another video scored against this ground truth gave exit 0 and a
+                # number. video_uid is the content hash of the decoded file on both sides.
+                raise EvaluationError(
+                    f"the prediction is of video {p} but the ground truth is of video {g} (their video_uid, the "
+                    "content hash of the video file); label the ground truth's video, or pass the matching files")
             return 0, 0
         raise EvaluationError(
             f"the files hold several videos (ground truth: {', '.join(gt_uids)}; prediction: "

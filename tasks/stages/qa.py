@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import find_objects
 from tqdm import tqdm
 
-from tasks.config import PipelineConfig
+from tasks.config import PipelineConfig, QaConfig
 from tasks.formats import idmap as idmap_png
 from tasks.formats import ytvis
 from tasks.geometry.components import wrap_bbox, wrap_components
@@ -42,16 +42,15 @@ from tasks.video.frames import Mp4Writer
 from tasks.video.framestore import Frames, encode_jpeg
 from tasks.vocabulary import UNKNOWN
 
-_SEAM_COLOR_TOL = 12.0      # mean RGB difference under which the image continues across the seam
-_SEAM_ROWS_FLAG = 0.05      # share of continuous seam rows with different ids that raises the flag
-_FRAGMENT_SHARE = 0.1       # a second piece with at least this share of the area makes a fragment
-_MAX_REVIEW_CROPS = 50
+# The flags' thresholds are QaConfig fields (qa.seam_color_tol, qa.seam_rows_flag,
+# qa.fragment_share, qa.max_review_crops): they change this stage's outputs, so they name the run.
 
 
-def seam_mismatch(frame: np.ndarray, idmap: np.ndarray) -> float:
-    """Share of rows where the image continues across the seam but the id changes."""
+def seam_mismatch(frame: np.ndarray, idmap: np.ndarray, color_tol: float = QaConfig().seam_color_tol) -> float:
+    """Share of rows where the image continues across the seam (mean RGB difference of the two
+    border pixels under ``color_tol``) but the id changes."""
     left, right = frame[:, 0].astype(np.float32), frame[:, -1].astype(np.float32)
-    continuous = np.abs(left - right).mean(axis=1) < _SEAM_COLOR_TOL
+    continuous = np.abs(left - right).mean(axis=1) < color_tol
     a, b = idmap[:, 0], idmap[:, -1]
     relevant = continuous & ((a > 0) | (b > 0))
     if not relevant.any():
@@ -59,14 +58,14 @@ def seam_mismatch(frame: np.ndarray, idmap: np.ndarray) -> float:
     return float((relevant & (a != b)).sum() / relevant.sum())
 
 
-def _fragments(mask: np.ndarray) -> int:
-    """Sizeable seam-aware pieces of a mask (given on the object's rows only: the count is the
-    same, and the work is the object's, not the frame's)."""
+def _fragments(mask: np.ndarray, share: float) -> int:
+    """Sizeable seam-aware pieces of a mask: pieces holding at least ``share`` of its area (given
+    on the object's rows only: the count is the same, and the work is the object's, not the frame's)."""
     comp, n = wrap_components(mask, raster_order=False)
     if n <= 1:
         return n
     areas = np.bincount(comp.ravel())[1:]
-    return int((areas >= _FRAGMENT_SHARE * areas.sum()).sum())
+    return int((areas >= share * areas.sum()).sum())
 
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
@@ -77,13 +76,14 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     events = store.get_json(inputs.output_key(store, "refine", "events"))
     rho = float(events["rho"])
     names = {k: t.category for k, t in tracks.items()}
+    qcfg = config.qa
 
     present: dict[int, list[int]] = {}
     worst_frame: dict[int, tuple[int, int]] = {}  # track -> (area, frame) of its largest view
     empty_frames, dips, seam_frames = [], [], []
     fragmented: dict[int, list[int]] = {}
     prev_w = min(config.qa.preview_width, width)
-    prev_w -= prev_w % 2
+    prev_w -= prev_w % 4   # H.264 (yuv420p) needs an even width and an even height (width / 2)
     things = np.zeros(max(tracks, default=0) + 1, bool)
     for k, tr in tracks.items():
         things[k] = tr.isthing
@@ -111,11 +111,11 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                 present.setdefault(tid, []).append(t)
                 if c > worst_frame.get(tid, (0, 0))[0]:
                     worst_frame[tid] = (c, t)
-                if tid < things.size and things[tid] and _fragments(idm[bands[tid - 1][0]] == tid) > 1:
+                if tid < things.size and things[tid] and _fragments(idm[bands[tid - 1][0]] == tid, qcfg.fragment_share) > 1:
                     fragmented.setdefault(tid, []).append(t)
             if coverage(idm, config.refine.coverage) < rho:
                 dips.append(t)
-            if seam_mismatch(frame, idm) > _SEAM_ROWS_FLAG:
+            if seam_mismatch(frame, idm, qcfg.seam_color_tol) > qcfg.seam_rows_flag:
                 seam_frames.append(t)
             mp4.write(render(frame, idm, names, width=prev_w))
             bar.update(1)
@@ -157,7 +157,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     crops = 0
     for f in flags:
         tid = f.get("track")
-        if tid is None or crops >= _MAX_REVIEW_CROPS or tid not in worst_frame:
+        if tid is None or crops >= qcfg.max_review_crops or tid not in worst_frame:
             continue
         t = worst_frame[tid][1]
         crop = _crop(frames.get(t), idmap_png.decode_png(store.get_bytes(f"{iprefix}{t:05d}.png")) == tid)

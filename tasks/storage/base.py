@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import LeaseHeld, LeaseLost, ObjectNotFound
+from tasks.errors import InvalidKey, LeaseHeld, LeaseLost, ObjectNotFound
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,26 @@ class ObjectInfo:
 
 
 def check_key(key: str) -> str:
-    """Reject keys that could escape the store or alias another key."""
+    """Reject keys that could escape the store or alias another key.
+
+    Raises :class:`~tasks.errors.InvalidKey` (exit 2; also a ValueError): a key is what a person
+    or a request gave, and retrying the same key cannot help (issue 12).
+    """
     if not isinstance(key, str) or not key:
-        raise ValueError("object key must be a non-empty string")
-    if key.startswith("/") or "\\" in key or "\x00" in key:
-        raise ValueError(f"invalid object key {key!r}: keys are relative POSIX paths")
+        raise InvalidKey(f"object key must be a non-empty string, got {key!r}")
+    if key.startswith("/") or "\\" in key or any(ord(c) < 32 or c == "\x7f" for c in key):
+        raise InvalidKey(f"invalid object key {key!r}: keys are relative POSIX paths (no leading '/', "
+                         "no backslash, no control characters)")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:   # a lone surrogate: no store can hold its name
+        raise InvalidKey(f"invalid object key {key!r}: not valid UTF-8") from None
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
-        raise ValueError(f"invalid object key {key!r}: empty, '.' or '..' path segment")
+        raise InvalidKey(f"invalid object key {key!r}: empty, '.' or '..' path segment")
+    if len(key.encode("utf-8")) > 1024 or any(len(p.encode("utf-8")) > 255 for p in parts):
+        # S3's limit on a key, and a local store's on one file name (ext4, APFS, NTFS)
+        raise InvalidKey(f"invalid object key {key[:60]!r}...: longer than 1024 bytes, or a segment over 255")
     return key
 
 

@@ -288,9 +288,15 @@ def test_video_selection_by_uid():
         evaluate(b, both, video_uid="a")
     r = evaluate(both, both, video_uid="b")
     assert (r["video_uid"], r["frames"]) == ("b", 3)
-    # one video on each side is taken as the pair, even under different uids
-    r = evaluate(a, make_doc(GT_MAPS[:2], uid="other"))
-    assert r["video_uid"] == "other" and r["pred_video_uid"] == "a"
+    # one video on each side is the pair only when it is the same video (issue 12 §9: another
+    # video scored against this ground truth exited 0 with a number)
+    with pytest.raises(EvaluationError, match="prediction is of video a but the ground truth is of video other"):
+        evaluate(a, make_doc(GT_MAPS[:2], uid="other"))
+    # a prediction without video_uid (another tool's output) is taken as the ground truth's video
+    anon = make_doc(GT_MAPS[:2], uid="a")
+    del anon["videos"][0]["video_uid"]
+    r = evaluate(anon, make_doc(GT_MAPS[:2], uid="other"))
+    assert r["video_uid"] == "other" and r["pred_video_uid"] == "1"
 
 
 def test_files_that_are_not_release_documents(tmp_path):
