@@ -76,8 +76,11 @@ then :class:`Sam2OutOfMemory` (transient: another worker may have more free memo
 Memory updates are applied per frame only after every object of the frame is computed, so a
 retried frame is not counted twice.
 
-**Weights** come from the model store (a key under ``models/``) or a mounted path, with their
-sha256 checked before ``torch.load`` (``weights_only=True``) — never from a hub. Random weights
+**Weights** come from the model store (issue 13 §3: ``propagate.sam2_checkpoint`` names a model
+imported with ``python -m tasks models import``, checked against its manifest and cached on local
+disk by :func:`tasks.models.model_path`; the same model the ``sam2_amg`` entity proposer uses), or
+from an explicit file path or single-file store key with ``propagate.sam2_checkpoint_sha256`` —
+checked before ``torch.load`` (``weights_only=True``), never from a hub. Random weights
 (``ckpt_path=None``) only with ``allow_random_weights=True``, which is for tests and benchmarks.
 """
 
@@ -87,6 +90,7 @@ import contextlib
 import hashlib
 import importlib.util
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
@@ -166,48 +170,101 @@ def resolve_device(requested: str) -> torch.device:
 
 # -- checkpoint -------------------------------------------------------------------------------------
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _store_model(spec: str, store) -> bool:
+    """True when ``spec`` names a model of the model store (issue 13 §3: ``models/{spec}/manifest.json``
+    in the store, or ``{spec}/manifest.json`` in the mounted ``$LEADER360V_MODELS_DIR``)."""
+    from tasks.models import read_manifest
+    from tasks.models.manifest import MANIFEST, NAME_RE
+    from tasks.models.resolve import MODELS_DIR_ENV
+
+    if not NAME_RE.match(spec) or ".." in spec:
+        return False
+    mounted = os.environ.get(MODELS_DIR_ENV)
+    if mounted and (Path(mounted).expanduser() / spec / MANIFEST).is_file():
+        return True
+    return store is not None and read_manifest(store, spec) is not None
+
+
+def _checkpoint_in_model(folder: Path, spec: str, model_size: str) -> Path:
+    """The ``.pt`` file of a SAM2 model folder: the only one, else the release name of ``model_size``."""
+    pts = sorted(folder.rglob("*.pt"))
+    if len(pts) == 1:
+        return pts[0]
+    named = [p for p in pts if p.name == CHECKPOINT_NAMES[model_size]]
+    if len(named) == 1:
+        return named[0]
+    raise CheckpointError(f"model {spec!r} holds {len(pts)} .pt files ({', '.join(p.name for p in pts[:5]) or 'none'}), "
+                          f"none of them {CHECKPOINT_NAMES[model_size]}: import a folder holding one SAM2 checkpoint "
+                          f"with `python -m tasks models import DIR --name {spec}`")
 
 
 @contextlib.contextmanager
-def checkpoint_file(spec: str, store=None) -> Iterator[Path]:
-    """A readable local path for ``spec``: an existing file (a mounted volume), else a key of the
-    model store (``models/...``; the prefix may be left out)."""
+def checkpoint_file(spec: str, store=None, model_size: str = "large") -> Iterator[tuple[Path, str | None]]:
+    """A readable local path for ``spec`` and, when the model store verified it, its sha256.
+
+    ``spec`` is, in this order: an existing file (a mounted volume; its sha256 must be configured),
+    the name of a model in the model store or the mounted models folder (issue 13 §3: the file is
+    checked against the model's manifest by :func:`tasks.models.model_path`, cached on local disk),
+    or a key of a single file under ``models/`` in the store (the prefix may be left out; its sha256
+    must be configured)."""
     path = Path(spec).expanduser()
     if path.is_file():
-        yield path
+        yield path, None
         return
     if path.is_absolute() or spec.startswith(("./", "../", "~")):
         raise CheckpointError(f"SAM2 checkpoint {spec!r} does not exist (propagate.sam2_checkpoint); "
-                              "mount the model volume there or give a model-store key under models/")
+                              "mount the model volume there or give the name of a model in the model store")
+    if _store_model(spec, store):
+        from tasks.models import resolve_model
+        from tasks.models.manifest import SAM2_LOADER
+
+        res = resolve_model(spec, store=store, loader=SAM2_LOADER)
+        pt = _checkpoint_in_model(res.path, spec, model_size)
+        yield pt, res.manifest.file(pt.relative_to(res.path).as_posix()).sha256
+        return
     key = spec if spec.startswith(STORE_PREFIX) else STORE_PREFIX + spec.lstrip("/")
     if store is None:
         raise CheckpointError(f"SAM2 checkpoint {spec!r} is neither a local file nor readable from a model "
                               f"store: no store was given to look up {key!r}")
     if not store.exists(key):
-        have = sorted(i.key for i in store.list(STORE_PREFIX))[:10]
-        raise CheckpointError(f"SAM2 checkpoint {key!r} is not in the model store {store!r} "
-                              f"(models there: {have or 'none'}); upload it with its sha256, e.g. "
-                              f"`python -m tasks` store put, or fix propagate.sam2_checkpoint")
+        from tasks.models import list_models
+
+        have = [m.name for m in list_models(store)][:10]
+        raise CheckpointError(f"SAM2 checkpoint {spec!r} is neither a model of the store {store.uri()} (models there: "
+                              f"{have or 'none'}) nor a file {key!r}; import the folder holding "
+                              f"{CHECKPOINT_NAMES[model_size]} once with `python -m tasks models import DIR --name "
+                              f"sam2.1-hiera-{model_size.replace('_', '-')}` and set propagate.sam2_checkpoint to that name")
     with store.local_file(key) as p:
-        yield Path(p)
+        yield Path(p), None
 
 
-def verify_checksum(path: Path, expected: str | None, spec: str) -> None:
-    """Refuse an unverified or altered checkpoint before anything unpickles it."""
-    actual = sha256_of(path)
+def verify_checksum(path: Path, expected: str | None, spec: str, verified: str | None = None) -> None:
+    """Refuse an unverified or altered checkpoint before anything unpickles it.
+
+    ``verified``: the sha256 the model store already checked the file against (its manifest);
+    a configured ``expected`` must then agree with it. No message prints a checksum (issue 12
+    §9): a digest shown in a refusal gets pasted into the configuration, which defeats the check."""
+    if verified is not None:
+        if expected is not None and expected.lower() != verified:
+            raise CheckpointError(f"SAM2 model {spec!r} in the model store is not the checkpoint "
+                                  "propagate.sam2_checkpoint_sha256 names: the model was re-imported from another "
+                                  "file, or the setting is stale; remove the setting (the store's manifest is checked "
+                                  "on every load) or import the file it names")
+        return
     if expected is None:
         raise CheckpointError(f"propagate.sam2_checkpoint_sha256 is not set; refusing to load the unverified "
-                              f"checkpoint {spec!r}. Its sha256 is {actual}: if this is the file you published, "
-                              f"set propagate.sam2_checkpoint_sha256: {actual}")
-    if actual != expected.lower():
-        raise CheckpointError(f"SAM2 checkpoint {spec!r} has sha256 {actual}, expected {expected} "
-                              "(propagate.sam2_checkpoint_sha256): the file is corrupt, truncated or a different "
-                              "release; upload the right file or correct the checksum")
+                              f"checkpoint {spec!r}. Import the checkpoint into the model store (`python -m tasks "
+                              "models import DIR --name NAME`, which records its sha256, then set "
+                              "propagate.sam2_checkpoint to NAME), or set propagate.sam2_checkpoint_sha256 to the "
+                              "sha256 published with the release you downloaded (not one computed from this file)")
+    if sha256_of(path) != expected.lower():
+        raise CheckpointError(f"SAM2 checkpoint {spec!r} does not have the sha256 propagate.sam2_checkpoint_sha256 "
+                              "names: the file is corrupt, truncated or a different release; download it again "
+                              "from the release and compare it with the published checksum")
 
 
 def _load_state_dict(model, path: Path, spec: str, model_size: str) -> None:
@@ -244,9 +301,10 @@ def load_model(model_size: str, *, image_size: int, device: torch.device, checkp
                           "first-stage windows are 8 cells of 4 px), e.g. 512 or 1024")
     if checkpoint is None and not allow_random_weights:
         raise CheckpointError(
-            f"propagate.sam2_checkpoint is not set: SAM2 needs weights. Put {CHECKPOINT_NAMES[model_size]} in the "
-            "model store under models/ (or mount it) and set propagate.sam2_checkpoint and "
-            "propagate.sam2_checkpoint_sha256; nothing is downloaded from a hub"
+            f"propagate.sam2_checkpoint is not set: SAM2 needs weights. Import the folder holding "
+            f"{CHECKPOINT_NAMES[model_size]} once with `python -m tasks models import DIR --name "
+            f"sam2.1-hiera-{model_size.replace('_', '-')}` and set propagate.sam2_checkpoint to that name "
+            "(configs/production.yaml does); nothing is downloaded from a hub"
         )
     key = (model_size, int(image_size), str(device), checkpoint, checkpoint_sha256,
            None if checkpoint else int(seed))
@@ -266,8 +324,8 @@ def load_model(model_size: str, *, image_size: int, device: torch.device, checkp
                 model = build_sam2_video_predictor(MODEL_CONFIGS[model_size], ckpt_path=None, device="cpu",
                                                    hydra_overrides_extra=overrides)
         else:
-            with checkpoint_file(checkpoint, store) as path:
-                verify_checksum(path, checkpoint_sha256, checkpoint)
+            with checkpoint_file(checkpoint, store, model_size) as (path, verified):
+                verify_checksum(path, checkpoint_sha256, checkpoint, verified)
                 model = build_sam2_video_predictor(MODEL_CONFIGS[model_size], ckpt_path=None, device="cpu",
                                                    hydra_overrides_extra=overrides)
                 _load_state_dict(model, path, checkpoint, model_size)

@@ -6,13 +6,13 @@ cache; never from a hub (:func:`enforce_offline`).
 """
 
 from tasks.models.errors import ModelCorrupt, ModelImportError, ModelMismatch, ModelMissing
-from tasks.models.manifest import FileEntry, Manifest
+from tasks.models.manifest import SAM2_LOADER, FileEntry, Manifest
 from tasks.models.offline import enforce_offline
 from tasks.models.resolve import ResolvedModel, check_loader, default_cache_dir, model_path, resolve_model
 from tasks.models.store import import_model, list_models, read_manifest, verify_model
 
 __all__ = [
-    "FileEntry", "Manifest", "ModelCorrupt", "ModelImportError", "ModelMismatch", "ModelMissing", "ResolvedModel",
+    "SAM2_LOADER", "FileEntry", "Manifest", "ModelCorrupt", "ModelImportError", "ModelMismatch", "ModelMissing", "ResolvedModel",
     "check_loader", "default_cache_dir", "enforce_offline", "import_model", "list_models", "model_path",
     "read_manifest", "resolve_model", "verify_model",
 ]

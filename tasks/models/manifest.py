@@ -27,6 +27,9 @@ from pathlib import Path
 from tasks.models.errors import ModelImportError, ModelMismatch
 
 MANIFEST = "manifest.json"
+# The class a SAM2 checkpoint (``{"model": state_dict}``) is loaded into: the video predictor of the
+# propagator and the image model of the entity proposer are both SAM2Base (one model, two roles).
+SAM2_LOADER = "sam2.modeling.sam2_base.SAM2Base"
 FORMAT = 1
 # Names become object-store prefixes, folder names and CLI arguments: letters, digits, '.', '_',
 # '-', starting with a letter or digit, at most 100 characters.
@@ -162,7 +165,7 @@ def describe_folder(folder: Path) -> tuple[str | None, str | None]:
         return arch or data.get("model_type"), (f"transformers.{arch}" if arch else None)
     pts = sorted(p.name for p in Path(folder).glob("*.pt"))
     if len(pts) == 1 and pts[0].startswith("sam2"):
-        return pts[0].removesuffix(".pt"), "sam2.build_sam.build_sam2_video_predictor"
+        return pts[0].removesuffix(".pt"), SAM2_LOADER
     return None, None
 
 

@@ -12,13 +12,20 @@ import getpass
 import logging
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.errors import ObjectNotFound
 from tasks.models.errors import ModelCorrupt, ModelImportError, ModelMismatch, ModelMissing
 from tasks.models.manifest import (
-    MANIFEST, FileEntry, Manifest, check_loader_fits, check_name, describe_folder, file_sha256, scan_folder,
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    check_loader_fits,
+    check_name,
+    describe_folder,
+    file_sha256,
+    scan_folder,
 )
 
 log = logging.getLogger(__name__)
@@ -83,7 +90,7 @@ def import_model(store, folder: str | Path, name: str, *, source: str | None = N
             raise ModelImportError(f"cannot read {path}: {exc.strerror}") from exc
     m = Manifest(name=name, files=entries, loader=loader, architecture=architecture, source=source,
                  license=license, imported_by=_who(),
-                 imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                 imported_at=datetime.now(UTC).isoformat(timespec="seconds"))
     for (rel, path), entry in zip(files, m.files, strict=True):
         store.put_file(file_key(m, rel), path)
         if store.stat(file_key(m, rel)).size != entry.size:   # the file changed while it was copied

@@ -54,7 +54,7 @@ class LocalStore(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NotADirectoryError) as exc:  # a/b/c where a/b is an object: as on S3
             raise ObjectNotFound(f"no object {key!r} in {self.root}") from exc
         except IsADirectoryError as exc:
             raise ObjectNotFound(f"{key!r} is a prefix, not an object, in {self.root}") from exc
@@ -80,7 +80,7 @@ class LocalStore(ObjectStore):
         p = self.path(key)
         try:
             st = p.stat()
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NotADirectoryError) as exc:  # a/b/c where a/b is an object: as on S3
             raise ObjectNotFound(f"no object {key!r} in {self.root}") from exc
         if not p.is_file():
             raise ObjectNotFound(f"{key!r} is a prefix, not an object")

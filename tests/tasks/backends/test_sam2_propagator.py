@@ -18,6 +18,7 @@ extension up front, see ``test_no_warning_from_the_propagator_on_cpu``).
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 
 import numpy as np
@@ -25,6 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tasks.backends import sam2_propagator
 from tasks.backends.protocols import Propagator
 from tasks.backends.sam2_memory import MemorySpec, Sam2Stream, encode_frames
 from tasks.backends.sam2_propagator import (
@@ -478,15 +480,18 @@ def test_checkpoint_checksum_is_checked_before_loading(tmp_path, monkeypatch):
         raise AssertionError("torch.load must not run on an unverified file")
 
     monkeypatch.setattr(torch, "load", no_load)
-    with pytest.raises(CheckpointError, match="expected " + "0" * 64):
+    # issue 12 §9: a refusal never prints a checksum (the expected one, or the file's own to paste back)
+    with pytest.raises(CheckpointError, match="does not have the sha256") as err:
         Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint=str(bad), checkpoint_sha256="0" * 64)
-    with pytest.raises(CheckpointError, match=f"set propagate.sam2_checkpoint_sha256: {sha256_of(bad)}"):
+    assert "0" * 64 not in str(err.value) and sha256_of(bad) not in str(err.value)
+    with pytest.raises(CheckpointError, match="models import DIR --name NAME") as err:
         Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint=str(bad))
+    assert sha256_of(bad) not in str(err.value) and sha256_of(bad)[:16] not in str(err.value)
     with pytest.raises(CheckpointError, match="does not exist"):
         Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint=str(tmp_path / "missing.pt"),
                        checkpoint_sha256="0" * 64)
     store = LocalStore(tmp_path / "store")
-    with pytest.raises(CheckpointError, match="not in the model store"):
+    with pytest.raises(CheckpointError, match="neither a model of the store"):
         Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint="models/sam2.1_hiera_tiny.pt",
                        checkpoint_sha256="0" * 64, store=store)
     with pytest.raises(CheckpointError, match="no store was given"):
@@ -512,6 +517,52 @@ def test_checkpoint_from_the_model_store_loads_verified_weights(tmp_path):
     torch.save({"model": {"not_a_sam2_key": torch.zeros(1)}}, wrong)
     with pytest.raises(CheckpointError, match="does not fit the tiny model"):
         Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint=str(wrong), checkpoint_sha256=sha256_of(wrong))
+
+
+def test_checkpoint_by_model_name_loads_through_the_model_store(tmp_path, monkeypatch):
+    """Issue 13 §3: ``propagate.sam2_checkpoint`` names a model imported with ``models import``;
+    the file is checked against the manifest and cached, no sha256 setting needed; a model
+    imported for another class, a stale sha256 setting or a tampered store copy are refused."""
+    from tasks.models import ModelCorrupt, ModelMismatch, import_model
+
+    monkeypatch.setenv("LEADER360V_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEADER360V_MODELS_DIR", raising=False)
+    ref = load_model("tiny", image_size=S, device=torch.device("cpu"), allow_random_weights=True, seed=11)
+    sd = {k: v.half() for k, v in ref.state_dict().items()}
+    folder = tmp_path / "download"
+    folder.mkdir()
+    torch.save({"model": sd}, folder / "sam2.1_hiera_tiny.pt")
+    store = LocalStore(tmp_path / "store")
+    m = import_model(store, folder, "sam2.1-hiera-tiny", source="https://example.org/sam2", license="apache-2.0")
+    assert m.loader.endswith("SAM2Base")
+    cfg = PipelineConfig().with_overrides({"propagate.backend": "sam2", "propagate.sam2_model": "tiny",
+                                           "propagate.sam2_image_size": S, "propagate.sam2_device": "cpu",
+                                           "propagate.sam2_checkpoint": "sam2.1-hiera-tiny"})
+    p = build_sam2_propagator(cfg, W, store=store)
+    name, param = next(iter(p.model.state_dict().items()))
+    assert torch.equal(param, sd[name].float())
+    assert (tmp_path / "cache" / "sam2.1-hiera-tiny" / m.version / "sam2.1_hiera_tiny.pt").is_file()
+
+    stale = m.files[0].sha256[::-1]
+    with pytest.raises(CheckpointError, match="not the checkpoint") as err:
+        Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint="sam2.1-hiera-tiny", checkpoint_sha256=stale,
+                       store=store)
+    assert m.files[0].sha256 not in str(err.value) and stale not in str(err.value)
+
+    import_model(store, folder, "not-sam2", loader="transformers.OneFormerForUniversalSegmentation")
+    with pytest.raises(ModelMismatch, match="imported for transformers.OneFormerForUniversalSegmentation") as err:
+        Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint="not-sam2", store=store)
+    assert err.value.exit_code == 2
+
+    key = f"models/sam2.1-hiera-tiny/{m.version}/sam2.1_hiera_tiny.pt"
+    data = bytearray(store.get_bytes(key))
+    data[-100] ^= 0xFF
+    store.put_bytes(key, bytes(data))
+    shutil.rmtree(tmp_path / "cache")
+    sam2_propagator._MODEL_CACHE.clear()    # the process keeps a loaded model; a new pod starts empty
+    with pytest.raises(ModelCorrupt, match="sam2.1_hiera_tiny.pt has other content") as err:
+        Sam2Propagator("tiny", device="cpu", image_size=S, checkpoint="sam2.1-hiera-tiny", store=store)
+    assert err.value.exit_code == 7 and m.files[0].sha256 not in str(err.value)
 
 
 # -- camera de-rotation (issue #10 §2) -----------------------------------------------------------
