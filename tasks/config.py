@@ -95,6 +95,13 @@ class ProposeConfig(_Section):
     # smoothed over +-90 deg) is the seam, then rolled back: a yawed copy of a frame gets the same
     # proposals, yawed, and the seam cuts as little as possible [issue 10].
     canonical_seam: bool = True
+    # A refresh of the tracking pass proposes on its frame turned back to frame 0's orientation
+    # (the accumulated camera rotation) and turns the result forward, so a still scene seen
+    # through a moving camera is re-cut as frame 0 was, not anew under every pitch/roll [issue 10:
+    # auto rotation consistency 0.84-0.90 on 360vot_0030]. Rotations under derotate_min_deg
+    # (a still camera, estimator noise) are not applied: a resampled frame is not bit-identical.
+    derotate: bool = True
+    derotate_min_deg: float = Field(default=0.05, ge=0)
     # Sphere layout: SLIC at this ERP width, superpixels on the whole sphere, and the region-merge
     # cost under which neighbours join [ours, issue 10: at 512 SLIC costs 0.2 s instead of 0.5 s
     # but its outlines, upsampled, cost bench_proposals 0.93 -> 0.87 mean IoU; a threshold of 14
@@ -232,6 +239,108 @@ class SdrConfig(_Section):
     nameless_max_texture: float = Field(default=3.0, ge=0)
 
 
+class FlowTuning(_Section):
+    """Thresholds of the CPU propagator (tasks/backends/flow.py) that change labels [ours, issue 10 §2;
+    issue 12 point 10: every such number lives here]. CIELAB distances are in OpenCV's 8-bit Lab units."""
+
+    # An object whose visible area is under this share of its last full view is looked for
+    # (its hidden part is predicted from memory).
+    occluded: float = Field(default=0.6, gt=0, le=1)
+    # A visible area over this share of the recent maximum counts as a full view (memory refreshed).
+    full_view: float = Field(default=0.85, gt=0, le=1)
+    # The recent maximum area fades by this factor per frame, so an object that recedes may shrink.
+    area_decay: float = Field(default=0.98, gt=0, le=1)
+    # Share of a wholly hidden object's predicted view whose colours must match again for it to be back
+    # (half of it for a partly visible one).
+    reacquire: float = Field(default=0.5, gt=0, le=1)
+    # CIELAB distance under which a pixel matches the remembered colour at that point.
+    color_match: float = Field(default=18.0, gt=0)
+    # Points kept of an object's full view (subsampled: enough to re-find it, bounded memory).
+    memory_points: int = Field(default=8000, ge=16)
+    # CIELAB distance between the previous frame moved by the estimated motion and the current
+    # one over which the motion is unsure at that pixel (its outline is re-decided by colour).
+    photo_mismatch: float = Field(default=8.0, gt=0)
+    # CIELAB: how much closer another label's local colour must be to take an outline pixel the
+    # motion is sure of (texture noise must not flip labels).
+    switch_margin: float = Field(default=6.0, ge=0)
+    # Flow range (working px) within a 5x5 window over which a pixel is on a motion boundary.
+    motion_edge_px: float = Field(default=1.0, gt=0)
+    # CIELAB: an outline pixel this far from the moved previous frame has moved (own-motion
+    # evidence), and a patch this far is unexplained (something appeared).
+    moved_mismatch: float = Field(default=30.0, gt=0)
+    # Frames without evidence of own motion before an object counts as still again.
+    quiet_frames: int = Field(default=10, ge=1)
+    # Share of an object's outline that must have moved to call it moving on its own.
+    moved_share: float = Field(default=0.3, gt=0, le=1)
+    # Own motion (px/frame at the equator, working size) over which an object moves on its own.
+    own_motion_px: float = Field(default=0.2, ge=0)
+    # A piece of a moving object under this share of its area, apart from it, is a speck (dropped).
+    fragment: float = Field(default=0.1, ge=0, le=1)
+    # An unexplained patch of at least this share of the frame is something that appeared
+    # (left unlabeled so the tracking pass proposes it) ...
+    appear_share: float = Field(default=5e-4, gt=0, le=1)
+    # ... unless unexplained patches cover more than this share (a global change: flash, cut).
+    appear_max_share: float = Field(default=0.05, gt=0, le=1)
+    # CIELAB: an object's own motion keeps a pixel unless the flow explains its colour better by this.
+    motion_tie: float = Field(default=3.0, ge=0)
+    # Labels over this share of the frame are background (stuff), not objects with a motion and memory.
+    object_max_fraction: float = Field(default=0.05, gt=0, le=1)
+    # Frames an object stays remembered while out of sight.
+    max_hidden_frames: int = Field(default=30, ge=0)
+    # Outline band (px at 1024 width, scaled; at least 3) where labels may be re-decided by colour.
+    review_radius_px_at_1024: float = Field(default=6.0, gt=0)
+
+
+class RelinkTuning(_Section):
+    """Thresholds of re-linking a fresh SDR to the followed tracks (tasks/labeling/relink.py)
+    [ours, beyond the method's IoU > 0.3 of M §1.3; issue 12 point 10]."""
+
+    # A matched thing this close (IoU) to its fresh mask keeps its own, temporally consistent mask.
+    keep_iou: float = Field(default=0.7, gt=0, le=1)
+    # Share of a new mask inside one track that makes it a piece of that track.
+    part_of: float = Field(default=0.7, gt=0, le=1)
+    # ... or this share, when the piece is smaller than the track and looks like it or borders it.
+    part_touch: float = Field(default=0.2, gt=0, le=1)
+    # CIELAB distance under which a piece "looks like" the track.
+    part_color: float = Field(default=15.0, gt=0)
+    # Share of an unmatched track inside another track's fresh mask that makes it a piece of it.
+    absorbed: float = Field(default=0.8, gt=0, le=1)
+    # Re-identification of a lost thing: mean-colour CIELAB distance and angular distance (in
+    # units of the lost track's angular radius) at most, within reid_max_lost_s of losing it.
+    reid_color: float = Field(default=18.0, gt=0)
+    reid_angle: float = Field(default=2.5, gt=0)
+    reid_max_lost_s: float = Field(default=3.0, ge=0)
+
+
+class McrTuning(_Section):
+    """Thresholds of Motion-Continuity Refinement's routing (tasks/labeling/mcr.py) [M §1.3, §6 row 6;
+    the numbers are ours]."""
+
+    # Share of a blank region that must lie on one track at t-1 for the "existing" branch.
+    existing_share: float = Field(default=0.3, gt=0, le=1)
+    # CIELAB distance under which a blank pixel still looks like that track.
+    same_color: float = Field(default=20.0, gt=0)
+    # Share of an entity's labeled pixels on one track that joins it to that track.
+    join_share: float = Field(default=0.3, gt=0, le=1)
+
+
+class CheckTuning(_Section):
+    """Sizes used by the tracking pass's checks (tasks/labeling/follow.py) [ours]."""
+
+    # The per-object area-drop trigger watches objects of at least this many times the
+    # propagate.min_area_px_at_2048 area ...
+    watch_min_area_factor: float = Field(default=4.0, ge=0)
+    # ... and at least this share of the frame: slivers come and go by themselves.
+    watch_min_share: float = Field(default=5e-4, ge=0, le=1)
+
+
+class PropagateTuning(_Section):
+    flow: FlowTuning = FlowTuning()
+    relink: RelinkTuning = RelinkTuning()
+    mcr: McrTuning = McrTuning()
+    checks: CheckTuning = CheckTuning()
+
+
 class PropagateConfig(_Section):
     # "flow": the CPU propagator (default without a GPU); "sam2": SAM2's video predictor with
     # mask prompts [M §1.2(e)], streamed in bounded memory and wrap-padded at the seam; "warp":
@@ -271,6 +380,9 @@ class PropagateConfig(_Section):
     # method's behaviour (nothing handles the seam during propagation [M §1.2(e)]); kept for the
     # baseline benchmark [ours].
     seam_aware: bool = True
+    # Every other threshold of tracking that changes labels (propagator, re-linking, MCR, checks),
+    # with its default and why [issue 12 point 10]; the defaults are the values measured so far.
+    tuning: PropagateTuning = PropagateTuning()
 
 
 class RefineConfig(_Section):
