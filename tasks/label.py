@@ -110,7 +110,7 @@ def check_output_dir(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(prefix=".write-check-", dir=out_dir):
             pass
-    except FileExistsError:   # a parent is a file
+    except (FileExistsError, NotADirectoryError):   # a parent is a file
         raise UsageError(f"--out {out_dir}: a part of that path is a file, not a folder") from None
     except OSError as exc:
         raise UsageError(f"--out {out_dir} cannot be written ({exc.strerror or exc}); give a folder you can "

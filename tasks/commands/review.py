@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.commands._common import add_store_arg, print_json, store_from_args
+from tasks.commands._common import add_store_arg, expires_hours, print_json, store_from_args
 
 
 def register(sub, fmt) -> None:
@@ -13,7 +13,8 @@ def register(sub, fmt) -> None:
                                    "presigned GETs minted now; on a local store they are paths.")
     p.add_argument("--video-id", required=True)
     p.add_argument("--run", help="config hash (default: the newest run with QA output)")
-    p.add_argument("--expires-hours", type=float, default=48.0, help="validity of presigned links (max 168)")
+    p.add_argument("--expires-hours", type=expires_hours, default=48.0,
+                   help="validity of presigned links, over 0 and at most 168 (issue 12: checked here, exit 2)")
     add_store_arg(p)
     p.set_defaults(handler=_cmd_review)
 
