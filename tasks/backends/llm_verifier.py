@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "2026-11-24.1"
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# The annotation checker's instruction (issue 15 §1): one actionable sentence, strict JSON.
+COMMENT_PROMPT = ("You check video segmentation labels for a human annotator. You get the automatic finding and "
+                  "images of the object or frame. Reply with JSON only: {\"comment\": \"<one sentence telling the "
+                  "annotator what to check or fix, naming frames and track ids as given>\"}.")
+COMMENT_MAX_CHARS = 300
 SAME_OBJECT_PROMPT = (
     "You compare two views from a 360-degree video. The first shows an object at the previous frame; the "
     "second shows a region of the current frame that no label covers. Is that region the same object, seen "
@@ -241,6 +246,30 @@ class OpenAIVerifier:
             self.stats.add(rejected_answers=1)
             return None, "'same' is not true or false"
         return same, None
+
+    def comment(self, instruction: str, images: list[np.ndarray]) -> tuple[str | None, str | None]:
+        """A reviewer's comment on one flagged object or frame (the annotation checker, issue 15 §1):
+        ``(text, None)``, or ``(None, reason)`` when the model could not be used or its answer is
+        not the strict JSON asked for -- the caller then keeps its rule-based comment. Same
+        endpoint, key handling, timeouts, retries and no-redirect rule as :meth:`verify`."""
+        self.stats.add(requests=1, misses=1)
+        user = [{"type": "text", "text": instruction}]
+        user += [{"type": "image_url", "image_url": {"url": _jpeg_data_url(im)}} for im in images]
+        body = {"model": self.model, "temperature": self.temperature, "max_tokens": 160,
+                "response_format": {"type": "json_object"},
+                "messages": [{"role": "system", "content": COMMENT_PROMPT}, {"role": "user", "content": user}]}
+        content, error = self._call(body)
+        if error is not None:
+            return None, error
+        try:
+            text = json.loads((content or "").strip())["comment"]
+        except (ValueError, TypeError, KeyError):
+            self.stats.add(rejected_answers=1)
+            return None, "answer is not the JSON asked for"
+        if not isinstance(text, str) or not text.strip() or len(text) > COMMENT_MAX_CHARS:
+            self.stats.add(rejected_answers=1)
+            return None, f"'comment' is not a text of 1..{COMMENT_MAX_CHARS} characters"
+        return " ".join(text.split()), None
 
     def _parse(self, content: str | None) -> Verdict:
         raw = (content or "").strip()
