@@ -8,8 +8,15 @@ import pytest
 
 from tasks.errors import EXIT_PERMANENT, EXIT_USAGE
 from tasks.models import (
-    ModelCorrupt, ModelImportError, ModelMismatch, ModelMissing, import_model, list_models, model_path,
-    read_manifest, verify_model,
+    ModelCorrupt,
+    ModelImportError,
+    ModelMismatch,
+    ModelMissing,
+    import_model,
+    list_models,
+    model_path,
+    read_manifest,
+    verify_model,
 )
 from tasks.models.manifest import file_sha256
 from tasks.storage import LocalStore
@@ -150,8 +157,8 @@ def test_a_hand_edited_manifest_is_refused(store, hf_folder):
 def test_round_trip_through_an_s3_store(hf_folder, tmp_path):
     """The production store (MinIO/S3 protocol, on a loopback moto server)."""
     pytest.importorskip("moto")
-    from tests.tasks.storage.conftest import FAST, start_moto, unique_bucket
     from tasks.storage.s3 import S3Store
+    from tests.tasks.storage.conftest import FAST, start_moto, unique_bucket
 
     ep = start_moto()
     try:
