@@ -1,0 +1,343 @@
+"""One scan of the store for the ops dashboard, cached and invalidated by manifest time (issue 14).
+
+The dashboard's overview must answer in under a second with 10,000 videos in the store; reading
+every manifest takes several seconds (~90,000 files), so the scan keeps, per video, only what the
+overview needs and the *modified time of every committed manifest* it saw:
+
+* which stages of which run are committed (the manifest exists -- a half-written stage has none and
+  is simply not there), with the manifest's modified time;
+* the QA flag counts of each run's ``qa`` manifest (read once per manifest version);
+* a stage's ``seconds``, read only for the newest ``durations_n`` manifests of each stage (the
+  overview's p50/p95 window), and kept;
+* the quarantine records (reason, time).
+
+A later scan stats the manifests again and re-reads only those whose modified time changed
+(:meth:`OpsIndex.refresh`). The index is also written to a local file (JSON, atomically), so a
+restarted api-server worker answers from it at once and refreshes in the background
+(:class:`OpsCache`): stale for at most ``refresh_s`` seconds, never slow.
+
+The store is the only source of truth; this index is a cache of it that can be deleted any time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks import layout
+from tasks.errors import ObjectNotFound
+from tasks.stages import STAGE_NAMES
+from tasks.storage import LocalStore, ObjectStore
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+# Overview statuses, in the order the plots stack them.
+STATUSES = ("ready", "review", "in_progress", "failed", "quarantined")
+
+
+@dataclass
+class RunEntry:
+    run: str
+    # stage -> [manifest mtime (epoch s), seconds or None (not read yet / not recorded)]
+    stages: dict[str, list] = field(default_factory=dict)
+    qa_mtime: float | None = None   # the qa manifest version ``flags`` was read from
+    flags: dict[str, int] | None = None
+
+    @property
+    def latest(self) -> float:
+        return max((v[0] for v in self.stages.values()), default=0.0)
+
+    @property
+    def validated(self) -> bool:
+        return "validate" in self.stages
+
+
+@dataclass
+class VideoEntry:
+    video_id: str
+    runs: dict[str, RunEntry] = field(default_factory=dict)
+    quarantine: dict | None = None   # {"reason", "message", "time", "mtime"}
+
+    @property
+    def newest_run(self) -> RunEntry | None:
+        return max(self.runs.values(), key=lambda r: (r.latest, r.run), default=None)
+
+    @property
+    def last_activity(self) -> float:
+        times = [r.latest for r in self.runs.values()]
+        if self.quarantine:
+            times.append(self.quarantine["mtime"])
+        return max(times, default=0.0)
+
+    def status(self) -> str:
+        """``quarantined`` (a record exists), ``ready`` (the newest run passed its suite and QA
+        flagged nothing), ``review`` (passed, with QA flags nobody has looked at: the human gate),
+        ``in_progress`` (not validated yet). ``failed`` comes from Airflow, not from the store: a
+        failed stage leaves no manifest (tasks/ops/overview.py)."""
+        if self.quarantine:
+            return "quarantined"
+        run = self.newest_run
+        if run is None or not run.validated:
+            return "in_progress"
+        return "review" if any((run.flags or {}).values()) else "ready"
+
+
+def _is_video_id(v: str) -> bool:
+    try:
+        layout.check_video_id(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _epoch(dt: _dt.datetime) -> float:
+    return dt.timestamp()
+
+
+class OpsIndex:
+    """Per-video entries of one store, refreshed by manifest time."""
+
+    def __init__(self, store: ObjectStore, *, durations_n: int = 200, workers: int = 16):
+        self.store = store
+        self.durations_n = durations_n
+        self.workers = workers
+        self.videos: dict[str, VideoEntry] = {}
+        self.scanned_at: float | None = None     # epoch s of the last completed scan
+        self.scan_seconds: float | None = None
+        self.reads = 0                            # manifests read by the last scan
+
+    # -- the scan ------------------------------------------------------------------------------
+    def _manifest_times(self, video_id: str) -> dict[str, dict[str, float]]:
+        """run -> stage -> manifest mtime, for every committed manifest of the video."""
+        vprefix = layout.video_prefix(video_id)
+        out: dict[str, dict[str, float]] = {}
+        local = isinstance(self.store, LocalStore)
+        for rprefix in self.store.list_prefixes(vprefix + "runs/"):
+            run = rprefix.rstrip("/").rsplit("/", 1)[-1]
+            times: dict[str, float] = {}
+            if local:  # one stat per stage: the run folder also holds every id map
+                for stage in STAGE_NAMES:
+                    try:
+                        times[stage] = os.stat(self.store.path(rprefix + stage + "/" + layout.MANIFEST)).st_mtime
+                    except OSError:
+                        pass
+            else:      # one listing per run on S3 (a HEAD per stage would be 9 round trips)
+                for info in self.store.list(rprefix):
+                    rest = info.key[len(rprefix):].split("/")
+                    if len(rest) == 2 and rest[1] == layout.MANIFEST and rest[0] in STAGE_NAMES:
+                        times[rest[0]] = _epoch(info.modified)
+            if times:
+                out[run] = times
+        return out
+
+    def _read_manifest(self, video_id: str, run: str, stage: str) -> dict | None:
+        try:
+            m = self.store.get_json(layout.manifest_key(video_id, run, stage))
+        except (ObjectNotFound, ValueError) as exc:  # deleted meanwhile, or not JSON
+            log.warning("manifest %s/%s/%s unreadable: %s", video_id, run, stage, exc)
+            return None
+        self.reads += 1
+        return m if isinstance(m, dict) else None
+
+    @staticmethod
+    def _seconds(m: dict | None) -> float | None:
+        """A stage's duration; manifests of older pipeline versions may lack ``seconds``."""
+        if not m:
+            return None
+        s = m.get("seconds")
+        if isinstance(s, int | float):
+            return float(s)
+        try:
+            return (_dt.datetime.fromisoformat(m["finished"]) - _dt.datetime.fromisoformat(m["started"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _update_video(self, video_id: str, quarantine: dict | None) -> VideoEntry:
+        old = self.videos.get(video_id)
+        entry = VideoEntry(video_id, quarantine=quarantine)
+        for run, times in self._manifest_times(video_id).items():
+            prev = old.runs.get(run) if old else None
+            r = RunEntry(run)
+            for stage, mtime in times.items():
+                kept = prev.stages.get(stage) if prev else None
+                r.stages[stage] = [mtime, kept[1] if kept and kept[0] == mtime else None]
+            qa_t = times.get("qa")
+            if qa_t is not None:
+                if prev and prev.qa_mtime == qa_t:
+                    r.qa_mtime, r.flags = prev.qa_mtime, prev.flags
+                else:
+                    m = self._read_manifest(video_id, run, "qa")
+                    flags = ((m or {}).get("stats") or {}).get("flags")
+                    r.qa_mtime = qa_t
+                    r.flags = {str(k): int(v) for k, v in flags.items()} if isinstance(flags, dict) else {}
+                    if r.stages["qa"][1] is None:
+                        r.stages["qa"][1] = self._seconds(m)
+            entry.runs[run] = r
+        return entry
+
+    def _quarantine(self) -> dict[str, dict]:
+        out = {}
+        for info in self.store.list(layout.QUARANTINE):
+            if not info.key.endswith(".json"):
+                continue
+            vid = info.key[len(layout.QUARANTINE):-len(".json")]
+            mtime = _epoch(info.modified)
+            old = self.videos.get(vid)
+            if old and old.quarantine and old.quarantine["mtime"] == mtime:
+                out[vid] = old.quarantine
+                continue
+            try:
+                rec = self.store.get_json(info.key)
+                self.reads += 1
+            except (ObjectNotFound, ValueError):
+                rec = {"reason": "unreadable", "message": f"{info.key} cannot be read"}
+            if not isinstance(rec, dict):
+                rec = {"reason": "unreadable", "message": f"{info.key} is not a JSON object"}
+            out[vid] = {"reason": str(rec.get("reason", "unknown")), "message": str(rec.get("message", "")),
+                        "time": rec.get("time"), "key": rec.get("key"), "mtime": mtime}
+        return out
+
+    def refresh(self) -> OpsIndex:
+        """Scan the store; re-read only manifests whose modified time changed since the last scan."""
+        t0 = time.perf_counter()
+        self.reads = 0
+        quarantine = self._quarantine()
+        ids = [p[len(layout.VIDEOS):].rstrip("/") for p in self.store.list_prefixes(layout.VIDEOS)]
+        ids = [v for v in ids if _is_video_id(v)]   # anything else is not a video folder
+        seen = set(ids)
+        ids += [v for v in quarantine if v not in seen and _is_video_id(v)]
+        with ThreadPoolExecutor(self.workers) as pool:
+            entries = list(pool.map(lambda v: self._update_video(v, quarantine.get(v)), ids))
+        videos = {e.video_id: e for e in entries}
+        self._fill_durations(videos)
+        self.videos = videos   # one reference swap: readers see the old or the new index, whole
+        self.scanned_at = time.time()
+        self.scan_seconds = time.perf_counter() - t0
+        log.info("ops index of %s: %d videos, %d manifests read, %.2f s", self.store.uri(), len(self.videos),
+                 self.reads, self.scan_seconds)
+        return self
+
+    def _fill_durations(self, videos: dict[str, VideoEntry]) -> None:
+        """Read ``seconds`` of the newest ``durations_n`` manifests of each stage (once each)."""
+        todo = []
+        for stage in STAGE_NAMES:
+            newest = sorted(((r.stages[stage][0], v.video_id, r) for v in videos.values()
+                             for r in v.runs.values() if stage in r.stages), key=lambda t: t[0], reverse=True)
+            todo += [(vid, r, stage) for _, vid, r in newest[: self.durations_n] if r.stages[stage][1] is None]
+
+        def read(item):
+            vid, r, stage = item
+            r.stages[stage][1] = self._seconds(self._read_manifest(vid, r.run, stage))
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            list(pool.map(read, todo))
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {"version": INDEX_VERSION, "store": self.store.uri(), "scanned_at": self.scanned_at,
+                "scan_seconds": self.scan_seconds,
+                "videos": {vid: {"q": e.quarantine,
+                                 "runs": {run: {"s": r.stages, "qa": r.qa_mtime, "f": r.flags}
+                                          for run, r in e.runs.items()}}
+                           for vid, e in self.videos.items()}}
+
+    def load_json(self, doc: dict) -> bool:
+        if doc.get("version") != INDEX_VERSION or doc.get("store") != self.store.uri():
+            return False
+        self.videos = {vid: VideoEntry(vid, quarantine=v["q"],
+                                       runs={run: RunEntry(run, stages=r["s"], qa_mtime=r["qa"], flags=r["f"])
+                                             for run, r in v["runs"].items()})
+                       for vid, v in doc["videos"].items()}
+        self.scanned_at, self.scan_seconds = doc.get("scanned_at"), doc.get("scan_seconds")
+        return True
+
+
+def index_path(cache_dir: str | os.PathLike, store: ObjectStore) -> Path:
+    """One index file per store (several stores may share a cache folder)."""
+    return Path(cache_dir) / f"ops-index-{hashlib.sha256(store.uri().encode()).hexdigest()[:16]}.json"
+
+
+class OpsCache:
+    """The index of one store for a long-lived process (the api-server): answers from memory or
+    from the index file, and refreshes in a background thread once it is ``refresh_s`` old.
+
+    Only the very first scan of a store (no index in memory or on disk) makes a caller wait.
+    A scan that fails (store unreachable) keeps the last index and records the error, which the
+    dashboard shows as a banner (:attr:`error`).
+    """
+
+    def __init__(self, store: ObjectStore, *, cache_dir: str | os.PathLike | None = None, refresh_s: float = 30.0,
+                 durations_n: int = 200):
+        self.index = OpsIndex(store, durations_n=durations_n)
+        self.refresh_s = refresh_s
+        self.path = index_path(cache_dir, store) if cache_dir is not None else None
+        self.error: str | None = None
+        self.generation = 0          # bumped after each completed scan (aggregates are cached per generation)
+        self._lock = threading.Lock()
+        self._refreshing = False
+        self._loaded = False
+
+    def _load_file(self) -> None:
+        self._loaded = True
+        if self.path is None or not self.path.is_file():
+            return
+        try:
+            if self.index.load_json(json.loads(self.path.read_text())):
+                self.generation += 1
+        except (OSError, ValueError, KeyError, TypeError) as exc:   # a damaged cache is rebuilt
+            log.warning("ops index %s unreadable (%s); rescanning", self.path, exc)
+
+    def _save_file(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(self.index.to_json(), separators=(",", ":")))
+            os.replace(tmp, self.path)
+        except OSError as exc:   # a read-only cache folder costs speed, not correctness
+            log.warning("cannot write ops index %s: %s", self.path, exc)
+
+    def _scan(self) -> None:
+        try:
+            self.index.refresh()
+        except Exception as exc:   # noqa: BLE001 -- any store failure becomes the banner, and is logged
+            log.exception("scan of %s failed", self.index.store.uri())
+            self.error = f"{type(exc).__name__}: {exc}"
+        else:
+            self.error = None
+            self.generation += 1
+            self._save_file()
+        finally:
+            self._refreshing = False
+
+    def get(self) -> OpsIndex:
+        """The current index: scanned now if there is none yet, else as is (refreshed in the background)."""
+        with self._lock:
+            if not self._loaded:
+                self._load_file()
+            if self.index.scanned_at is None:
+                self._refreshing = True
+                self._scan()
+                return self.index
+            stale = time.time() - self.index.scanned_at > self.refresh_s
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._scan, name="ops-index-refresh", daemon=True).start()
+        return self.index
+
+    def refresh_now(self) -> OpsIndex:
+        """Scan now and wait (after an action the user expects to see, e.g. a released quarantine)."""
+        with self._lock:
+            self._refreshing = True
+            self._scan()
+        return self.index
