@@ -8,7 +8,9 @@ Design, in the order a pod's life goes:
 * **Resources and placement are data**: ``resources.yaml`` (one row per stage, one block per
   pod class) -- the Recidiviz pattern of a resource table keyed by entrypoint
   (docs/reference/airflow3_notes.md §5 D). GPU stages ask for ``nvidia.com/gpu``, tolerate the
-  GPU taint, select GPU nodes and take a slot of the ``gpu`` pool.
+  GPU taint, select GPU nodes and take a slot of the ``gpu`` pool. A row's ``gpu_memory`` (issue 13
+  §4) is a required node affinity on the GPU feature discovery label ``nvidia.com/gpu.memory``
+  (MiB per GPU): the stage is only scheduled on a card that holds its models.
 * **Arguments come from the upstream pod's XCom**: every stage pod pushes its manifest with
   ``multiple_outputs``, so the next stage's ``arguments`` hold ``previous["video_id"]`` and
   ``previous["run"]`` -- XComArgs that Airflow resolves at run time, for the same map index of
@@ -76,7 +78,11 @@ _TOP_KEYS = {
     "secret_env", "classes", "stages", "worker_pods",
 }
 _CLASS_KEYS = {"pool", "pool_slots", "node_selector", "tolerations", "pod_template_file", "shm_size"}
-_ROW_KEYS = {"class", "requests", "limits", "secret_env"}
+_ROW_KEYS = {"class", "requests", "limits", "secret_env", "gpu_memory"}
+# Label NVIDIA GPU feature discovery (GPU operator) puts on every GPU node: memory of one GPU in MiB.
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _SECRET_REF_KEYS = {"secret", "key", "optional"}
 _FINISH_ACTIONS = {"delete_pod", "delete_succeeded_pod", "delete_active_pod", "keep_pod"}
 
@@ -119,6 +125,7 @@ class PodRow:
     requests: dict[str, str]
     limits: dict[str, str]
     secret_env: tuple[str, ...]
+    gpu_memory_mib: int | None = None   # the GPU memory the stage needs (gpu rows only)
 
     @property
     def gpu(self) -> bool:
@@ -180,10 +187,26 @@ def _row(path: Path, name: str, raw: Any, classes: dict[str, PodClass], secret_e
     if unknown := [g for g in groups if g not in secret_env]:
         _fail(path, f"{where}.{name}.secret_env names unknown group(s) {unknown}; defined: {sorted(secret_env)}")
     row = PodRow(name, classes[cls], _quantities(path, raw.get("requests"), f"{where}.{name}.requests"),
-                 _quantities(path, raw.get("limits"), f"{where}.{name}.limits"), groups)
+                 _quantities(path, raw.get("limits"), f"{where}.{name}.limits"), groups,
+                 _mib(path, raw["gpu_memory"], f"{where}.{name}.gpu_memory") if raw.get("gpu_memory") else None)
     if row.gpu != (cls == "gpu"):
         _fail(path, f"{where}.{name}: nvidia.com/gpu limits belong to class gpu rows only")
+    if row.gpu_memory_mib and not row.gpu:
+        _fail(path, f"{where}.{name}.gpu_memory: only a row with an nvidia.com/gpu limit can ask for GPU memory")
     return row
+
+
+def _mib(path: Path, value: Any, where: str) -> int:
+    """A memory quantity ("24Gi", "40G", "16384Mi") in MiB, rounded up."""
+    text = str(value).strip()
+    unit = next((u for u in (*_BINARY, *_DECIMAL) if text.endswith(u)), "")
+    try:
+        number = float(text[:len(text) - len(unit)])
+    except ValueError:
+        number = -1.0
+    if isinstance(value, bool) or not unit or not number > 0:
+        _fail(path, f"{where} must be a memory quantity such as \"24Gi\", got {value!r}")
+    return -(-int(number * {**_BINARY, **_DECIMAL}[unit]) // 2**20)
 
 
 def load_config(path: str | Path | None = None) -> K8sConfig:
@@ -291,6 +314,27 @@ def _env(cfg: K8sConfig, row: PodRow) -> list[k8s.V1EnvVar]:
     return env
 
 
+def _gpu_memory_affinity(row: PodRow) -> k8s.V1Affinity | None:
+    """The row's GPU memory as a required node affinity (``Gt`` compares a label as an integer),
+    merged into the affinity of the class's pod template: the operator's affinity replaces the
+    template's whole, so the template's (e.g. its pod anti-affinity) is carried over here."""
+    if not row.gpu_memory_mib:
+        return None
+    need = k8s.V1NodeSelectorRequirement(key=GPU_MEMORY_LABEL, operator="Gt", values=[str(row.gpu_memory_mib - 1)])
+    affinity = None
+    if row.pod_class.pod_template_file:
+        affinity = PodGenerator.deserialize_model_file(row.pod_class.pod_template_file).spec.affinity
+    affinity = copy.deepcopy(affinity) or k8s.V1Affinity()
+    affinity.node_affinity = affinity.node_affinity or k8s.V1NodeAffinity()
+    required = affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    if required is None or not required.node_selector_terms:
+        required = k8s.V1NodeSelector(node_selector_terms=[k8s.V1NodeSelectorTerm(match_expressions=[])])
+    for term in required.node_selector_terms:     # terms are ORed: each must carry the requirement
+        term.match_expressions = [*(term.match_expressions or []), need]
+    affinity.node_affinity.required_during_scheduling_ignored_during_execution = required
+    return affinity
+
+
 def operator_kwargs(stage: str, cfg: K8sConfig | None = None) -> dict[str, Any]:
     """Everything a stage's pod operator gets from the table (no arguments, no upstream)."""
     cfg = cfg or config()
@@ -321,6 +365,7 @@ def operator_kwargs(stage: str, cfg: K8sConfig | None = None) -> dict[str, Any]:
         container_resources=_resources(row),
         node_selector=dict(cls.node_selector) or None,
         tolerations=placement.spec.tolerations or None,
+        affinity=_gpu_memory_affinity(row),
         pod_template_file=cls.pod_template_file,
         security_context=placement.spec.security_context,
         container_security_context=placement.spec.containers[0].security_context,

@@ -167,6 +167,26 @@ def test_table_assigns_gpu_exactly_to_the_model_stages():
     assert pools["gpu"]["include_deferred"] is True and pools["gpu"]["slots"] >= 1
 
 
+def _gpu_memory_rule(pod: dict) -> str | None:
+    terms = (pod["spec"].get("affinity") or {}).get("nodeAffinity", {}) \
+        .get("requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms", [])
+    rules = [e for t in terms for e in t["matchExpressions"] if e["key"] == kube.GPU_MEMORY_LABEL]
+    assert len(rules) in (0, len(terms)) and all(e["operator"] == "Gt" for e in rules)
+    return rules[0]["values"][0] if rules else None
+
+
+def test_model_stages_are_scheduled_on_cards_that_hold_their_models(tmp_path):
+    """Issue 13 §4: propose and propagate run the production models; their rows ask for the GPU
+    memory those need, as a node affinity on GPU feature discovery's MiB label."""
+    assert {s: _gpu_memory_rule(build(s)[1]) for s in STAGE_ORDER if s in GPU_STAGES} == \
+        {"propose": "16383", "verify": None, "propagate": "20479"}   # > 16 GiB, > 20 GiB
+    table = yaml.safe_load(kube.DEFAULT_CONFIG.read_text())
+    table["stages"]["propose"]["gpu_memory"] = "40G"                # decimal units too
+    path = tmp_path / "table.yaml"
+    path.write_text(yaml.safe_dump(table))
+    assert _gpu_memory_rule(build("propose", kube.load_config(path))[1]) == str(-(-40 * 10**9 // 2**20) - 1)
+
+
 def test_image_override_from_the_environment(monkeypatch):
     monkeypatch.setenv(kube.IMAGE_ENV, "registry.example.org/leader360v-gpu:0.1.0")
     _, pod = build("propagate")
@@ -181,6 +201,7 @@ def test_pod_template_file_is_merged_under_explicit_settings(tmp_path):
     _, pod = build("propose", kube.load_config(path))
     assert pod["spec"]["priorityClassName"] == "leader360v-gpu"                  # from the template
     assert pod["spec"]["affinity"]["podAntiAffinity"]
+    assert _gpu_memory_rule(pod) == "16383"        # the row's GPU memory, beside the template's affinity
     assert base(pod)["resources"]["limits"]["nvidia.com/gpu"] == "1"              # explicit wins
     assert base(pod)["args"][0] == "propose"
     kubernetes_validate.validate(pod, K8S_VERSIONS[-1], strict=True)
@@ -195,6 +216,9 @@ def test_pod_template_file_is_merged_under_explicit_settings(tmp_path):
     (lambda t: t["classes"]["gpu"].update(pod_template_file="missing.yaml"), "does not exist"),
     (lambda t: t["stages"]["sdr"].update({"class": "tpu"}), "class must be one of"),
     (lambda t: t.update(on_finish_action="delete_everything"), "on_finish_action"),
+    (lambda t: t["stages"]["qa"].update(gpu_memory="8Gi"), "only a row with an nvidia.com/gpu limit"),
+    (lambda t: t["stages"]["propose"].update(gpu_memory="16"), "memory quantity"),
+    (lambda t: t["stages"]["propose"].update(gpu_memory="lots"), "memory quantity"),
 ])
 def test_bad_tables_fail_loudly(tmp_path, change, message):
     table = yaml.safe_load(kube.DEFAULT_CONFIG.read_text())
