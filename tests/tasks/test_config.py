@@ -53,3 +53,87 @@ def test_from_file_json_and_yaml_and_errors(tmp_path):
         PipelineConfig.from_file(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="cannot read"):
         PipelineConfig.from_file(tmp_path / "missing.json")
+
+
+# -- issue 12 §9, §10 ---------------------------------------------------------------------------
+def _leaves(model, prefix=""):
+    """(dotted name, pydantic field) of every setting."""
+    from pydantic import BaseModel
+
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _leaves(value, prefix + name + ".")
+        else:
+            yield prefix + name, field, value
+
+
+LEAVES = list(_leaves(PipelineConfig()))
+FLOATS = [(name, value) for name, field, value in LEAVES
+          if isinstance(value, float) or (isinstance(value, tuple) and value and isinstance(value[0], float))
+          or "float" in str(field.annotation)]
+
+
+def test_every_float_setting_is_covered():
+    names = {n for n, _ in FLOATS}
+    assert {"refine.tau", "release.split_ratios", "video.fps", "qa.seam_color_tol"} <= names
+
+
+@pytest.mark.parametrize("name, value", FLOATS, ids=[n for n, _ in FLOATS])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), "Infinity", "NaN"])
+def test_no_float_setting_takes_a_non_finite_value(name, value, bad):
+    """Every float in the configuration, tuples included: NaN fails every comparison, so a NaN
+    threshold silently switches its check off; Infinity is no threshold either."""
+    new = [bad, 0.0, 1.0] if isinstance(value, tuple) else bad
+    with pytest.raises(ConfigError, match=name.replace(".", r"\.") + r".*finite number"):
+        PipelineConfig().with_overrides({name: new})
+
+
+def _other_value(value):
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 4, value - 4, value * 2, value + 1]
+    if isinstance(value, float):
+        return [value * 1.1, value * 0.9, value + 0.01, value - 0.01, 0.5]
+    return []
+
+
+@pytest.mark.parametrize("name, value", [(n, v) for n, _, v in LEAVES if _other_value(v)],
+                         ids=[n for n, _, v in LEAVES if _other_value(v)])
+def test_every_numeric_setting_names_the_run(name, value):
+    """A changed threshold is a new run hash, so committed outputs of the old value are never
+    reused for it (issue 12 §10; the stage chain itself: tests/tasks/test_thresholds.py)."""
+    base = PipelineConfig()
+    for other in _other_value(value):
+        try:
+            changed = base.with_overrides({name: other})
+        except ConfigError:
+            continue   # out of this setting's range: try the next value
+        assert changed.hash != base.hash
+        return
+    pytest.fail(f"no other valid value found for {name}")
+
+
+def test_qa_thresholds_are_settings():
+    c = PipelineConfig()
+    assert (c.qa.seam_color_tol, c.qa.seam_rows_flag, c.qa.fragment_share, c.qa.max_review_crops) == (12.0, 0.05, 0.1, 50)
+
+
+def test_frame_sizes_are_valid_for_every_stage():
+    """Width a multiple of 4, so the height is even too (H.264 yuv420p of the preview)."""
+    with pytest.raises(ConfigError, match="multiple of 4.*try 64"):
+        PipelineConfig().with_overrides({"video.width": 66})
+    with pytest.raises(ConfigError, match="video.max_width"):
+        PipelineConfig().with_overrides({"video.max_width": 2046})
+    assert PipelineConfig().processing_width(1022) == 1020          # a 1022x511 source: height 510, not 511
+    assert all(PipelineConfig().processing_width(w) % 4 == 0 for w in range(64, 4100, 2))
+
+
+def test_conflicting_overrides_are_a_config_error():
+    with pytest.raises(ConfigError, match="conflicts"):
+        PipelineConfig().with_overrides({"refine": 1, "refine.tau": 0.1})
+    with pytest.raises(ConfigError, match="conflicts"):
+        PipelineConfig().with_overrides({"refine.tau": 0.1, "refine": 3})
+    both = PipelineConfig().with_overrides({"refine.tau": 0.1, "refine": {"reid_iou": 0.4}})
+    assert (both.refine.tau, both.refine.reid_iou) == (0.1, 0.4)
