@@ -106,6 +106,7 @@ from tasks.geometry import camera_motion
 from tasks.geometry.camera_motion import CameraMotion, rotation_angle_deg
 from tasks.geometry.erp import check_erp
 from tasks.labeling.coverage import drop_small_ids
+from tasks.models import ModelMissing
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,11 @@ _STILL_DEG = 0.01
 
 class CheckpointError(PermanentError):
     """The SAM2 checkpoint is missing, unverified, corrupt or for another model size."""
+
+
+class Sam2ModelMissing(ModelMissing, CheckpointError):
+    """``propagate.sam2_checkpoint`` names a model that is not in the store (exit 2, with the
+    ``models import`` to run)."""
 
 
 class DeviceUnavailable(ConfigError):
@@ -232,7 +238,10 @@ def checkpoint_file(spec: str, store=None, model_size: str = "large") -> Iterato
                               f"store: no store was given to look up {key!r}")
     if not store.exists(key):
         from tasks.models import list_models
+        from tasks.models.manifest import NAME_RE
 
+        if NAME_RE.match(spec):   # a model name (configs/production.yaml): a deployment step is missing
+            raise Sam2ModelMissing(spec, f"no models/{spec}/manifest.json in the store {store.uri()}, no file {key!r}")
         have = [m.name for m in list_models(store)][:10]
         raise CheckpointError(f"SAM2 checkpoint {spec!r} is neither a model of the store {store.uri()} (models there: "
                               f"{have or 'none'}) nor a file {key!r}; import the folder holding "
