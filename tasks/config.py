@@ -5,7 +5,15 @@ Every threshold has the method's default and, in a comment, where it comes from:
 ``[ours]`` marks a choice of this project where the method is silent or weak.
 
 The hash of the configuration names the run folder (``videos/{id}/runs/{config_hash}/``), so a
-backfill with a changed threshold writes beside the old outputs instead of over them.
+backfill with a changed threshold writes beside the old outputs instead of over them. For that to
+hold, every number that changes labels is a field here (issue 12 §10: ~25 lived as module
+constants and a retuned one silently reused old outputs); tests/tasks/test_thresholds.py fails on
+a new numeric module constant in label-making code. The ``code_version`` a manifest records is
+provenance only (which package wrote it), deliberately not part of the hash: the scheduler and the
+pods must name a run from its configuration alone, whatever image each of them runs.
+
+Every float is finite (``allow_inf_nan=False``), and every problem is a :class:`ConfigError`
+(exit 2) naming the setting, whatever the input's structure (tests/fuzz/test_fuzz_config.py).
 """
 
 from __future__ import annotations
