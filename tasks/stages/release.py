@@ -90,8 +90,17 @@ class Unchanged(NothingToRelease):
 
 
 def identity(rows: list[dict]) -> list[tuple]:
-    """What makes two releases the same: each video with its configuration and labels."""
-    return sorted((v["video_id"], v["run"], v.get("annotations_sha256")) for v in rows)
+    """What makes two releases the same: each video with its configuration and labels (the
+    labels' digest without the file's creation time; releases before issue 12 recorded only the
+    file's sha256)."""
+    return sorted((v["video_id"], v["run"], v.get("labels_sha256") or v.get("annotations_sha256")) for v in rows)
+
+
+def labels_digest(doc: dict) -> str:
+    """sha256 of a release document's labels: everything but ``info`` (whose ``date_created``
+    changes on every export, so a rebuild with the very same labels is no change)."""
+    body = {k: v for k, v in doc.items() if k != "info"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 # -- 1. candidate ------------------------------------------------------------------------------
@@ -205,6 +214,7 @@ def prepare_candidate(store: ObjectStore, config: PipelineConfig, *, config_hash
     raw_docs = [store.get_bytes(r["annotations"]) for r in ready]
     for r, data in zip(ready, raw_docs):
         r["annotations_sha256"] = hashlib.sha256(data).hexdigest()
+        r["labels_sha256"] = labels_digest(json.loads(data))
     latest = latest_release(store)
     if latest is not None and identity(latest[1].get("videos", [])) == identity(ready):
         raise Unchanged(latest[0], len(ready))
@@ -329,7 +339,8 @@ def _publish(store: ObjectStore, candidate: str, lease) -> dict:
         manifest = {"version": version, "candidate": candidate, "code_version": __version__,
                     "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                     "runs": sorted({r["run"] for r in videos}), "objects": len(doc["annotations"]),
-                    "videos": [{k: r.get(k) for k in ("video_id", "key", "run", "validated", "why", "annotations_sha256")}
+                    "videos": [{k: r.get(k) for k in ("video_id", "key", "run", "validated", "why", "annotations_sha256",
+                                                   "labels_sha256")}
                                for r in videos],
                     "files": files}
         store.put_bytes(out + "manifest.json", _json(manifest))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,6 +294,74 @@ def concurrency(tmp: Path) -> None:
         "LEADER360V_LEASE_TTL_S=600 " + shown(args), p.returncode == 0 and checked and not bad)
 
 
+def quarantine_rows(tmp: Path) -> None:
+    """Issue 12 points 1 and 8: a settings mistake never quarantines or unpublishes; a quarantine
+    can be listed and released; release is idempotent, also when two of them race."""
+    store, out = tmp / "qstore", tmp / "q_out"
+    clip = tmp / "synth" / "clip.mp4"
+    label = ["label", clip, "--out", out, "--store", store, "--no-progress"]
+    p = tasks_cmd(*label)
+    first = tasks_cmd("release", "--store", store)
+    v1 = json.loads(first.stdout)["version"] if first.returncode == 0 else None
+
+    def quarantined() -> list:
+        p = tasks_cmd("quarantine", "list", "--json", "--store", store)
+        return json.loads(p.stdout) if p.returncode == 0 else ["list failed"]
+
+    for extra, case in ((["--set", "video.max_seconds=1"], "video.max_seconds=1 on a 2 s clip"),
+                        (["--fps", "1e-9"], "--fps 1e-9")):
+        args = [*label, *extra]
+        p = tasks_cmd(*args)
+        q = quarantined()
+        row(f"settings mistake: {case}", "a good, already published clip", "exit 2 (configuration), nothing quarantined "
+            "(was: quarantined under its content id for good)",
+            f"exit {p.returncode}; quarantined {len(q)}; {last_line(p.stderr)[:80]}", shown(args),
+            p.returncode == 2 and q == [] and "Traceback" not in p.stderr)
+    args = ["release", "--store", store]
+    p = tasks_cmd(*args)
+    d = json.loads(p.stdout) if p.returncode == 0 else {}
+    row("release after the mistakes", "v1 published before; nothing changed since",
+        "exit 0, names v1, publishes nothing (was: dropped the video, exit 7; or v2..v5 identical)",
+        f"exit {p.returncode}; version {d.get('version')}, unchanged {d.get('unchanged')}; first release v{v1}",
+        shown(args), p.returncode == 0 and d.get("version") == v1 == 1 and d.get("unchanged") is True)
+    tasks_cmd(*label, "--force")
+    p = tasks_cmd(*args)
+    d = json.loads(p.stdout) if p.returncode == 0 else {}
+    row("label --force, then release", "labels rebuilt and passing", "exit 0, the video kept (was: exit 7)",
+        f"exit {p.returncode}; version {d.get('version')}, videos {d.get('videos')}", shown(args),
+        p.returncode == 0 and d.get("videos") == 1)
+    # a content rejection is quarantined; `quarantine release` lets it back in, with an audit record
+    notes = tmp / "notes.mp4"
+    notes.write_text("definitely not a video")
+    tasks_cmd("upload", notes, "--key", "raw/notes.mp4", "--store", store)
+    p = tasks_cmd("ingest", "--key", "raw/notes.mp4", "--store", store)
+    q = quarantined()
+    vid = q[0]["id"] if q and isinstance(q[0], dict) else "?"
+    args = ["quarantine", "release", vid, "--by", "bench", "--store", store]
+    r = tasks_cmd(*args)
+    audit = list((store / "audit" / "quarantine" / vid).glob("*.json")) if vid != "?" else []
+    row("quarantine list / release", "a text file uploaded as raw/notes.mp4",
+        "ingest exit 3, listed with key and reason; release exit 0, list empty, audit record kept",
+        f"ingest exit {p.returncode}; listed {[(x.get('key'), x.get('reason')) for x in q if isinstance(x, dict)]}; "
+        f"release exit {r.returncode}; then listed {len(quarantined())}; audit records {len(audit)}", shown(args),
+        p.returncode == 3 and [(x["key"], x["reason"]) for x in q] == [("raw/notes.mp4", "not_a_video")]
+        and r.returncode == 0 and quarantined() == [] and len(audit) == 1)
+    # two release processes racing on a fresh store holding the same labels
+    race = tmp / "rstore"
+    shutil.copytree(store, race, ignore=shutil.ignore_patterns("releases", "quarantine", "audit"))
+    args = ["release", "--store", race]
+    procs = [tasks_cmd(*args, wait=False) for _ in range(2)]
+    outs = [pr.communicate(timeout=600) for pr in procs]
+    docs = [json.loads(o[0]) if pr.returncode == 0 else {} for pr, o in zip(procs, outs)]
+    versions = sorted(pth.name for pth in (race / "releases").glob("v*"))
+    row("two releases racing", "2 x release started together, one changed candidate",
+        "both exit 0; exactly one new version; both outputs name it",
+        f"exits {[pr.returncode for pr in procs]}; versions in store {versions}; outputs name "
+        f"{[x.get('version') for x in docs]} (unchanged {[x.get('unchanged') for x in docs]})",
+        shown(args) + " (x2, concurrently)",
+        [pr.returncode for pr in procs] == [0, 0] and versions == ["v1"] and [x.get("version") for x in docs] == [1, 1])
+
+
 def main() -> dict:
     with tempfile.TemporaryDirectory(prefix="l360-rel-") as d:
         tmp = Path(d)
@@ -302,7 +371,7 @@ def main() -> dict:
         if p.returncode:
             raise SystemExit(p.stderr)
         t0 = time.perf_counter()
-        for part in (secrets, video_input, store_side, concurrency):
+        for part in (secrets, video_input, store_side, concurrency, quarantine_rows):
             part(tmp)
         seconds = time.perf_counter() - t0
     ok = sum(r["ok"] == "yes" for r in ROWS)

@@ -80,6 +80,16 @@ def test_a_release_from_several_runs_takes_the_newest_configuration_that_passed(
     assert out["runs"] == [run] and f"configuration {run} was requested" in card
 
 
+def test_the_labels_digest_ignores_only_the_creation_time(store):
+    s, vid, run = store
+    doc = s.get_json(output_key(s, s.get_json(layout.manifest_key(vid, run, "qa")), "annotations"))
+    later = copy.deepcopy(doc)
+    later["info"]["date_created"] = "2099-01-01T00:00:00+00:00"
+    assert release.labels_digest(later) == release.labels_digest(doc)
+    later["annotations"][0]["track_id"] += 1000
+    assert release.labels_digest(later) != release.labels_digest(doc)
+
+
 def test_choose_run_rule():
     a = {"run": "aaaaaaaaaaaa", "finished": "2026-11-24T02:00:00+00:00"}
     b = {"run": "bbbbbbbbbbbb", "finished": "2026-11-25T02:00:00+00:00"}
