@@ -155,8 +155,8 @@ def _paint(frames, shapes, tid, problems, length, height, width) -> None:
         if not 0 <= f < length:
             problems.append(f"track {tid}: frame {f} is out of range (the video has frames 0..{length - 1})")
             continue
-        if m is None or not m.any():
-            continue
+        if m is None or m.shape != (height, width) or not m.any():
+            continue    # a size mismatch is reported once, for the whole file
         idm = frames.setdefault(f, np.zeros((height, width), np.uint16))
         clash = idm[m]
         clash = clash[clash > 0]
