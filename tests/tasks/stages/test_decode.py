@@ -106,3 +106,21 @@ def test_a_quarantine_written_by_decode_names_the_raw_key(tmp_path, monkeypatch)
     assert info.value.reason == "no_frames"
     record = json.loads(store.get_bytes(layout.quarantine_key(vid)))
     assert record["key"] == "raw/2026/clip.mp4" and record["stage"] == "decode"  # was null (issue 12)
+
+
+def test_an_fps_that_gives_no_frame_is_a_configuration_error_at_decode_too(tmp_path):
+    """A run whose ingest was committed before issue 12 (no configuration check then) must not
+    quarantine good content when its fps gives no frame: exit 2, nothing decoded or quarantined."""
+    from tasks.errors import ConfigError
+
+    store = LocalStore(tmp_path / "store")
+    vid = _ingest(store, "raw/clip.mp4", pattern_video(tmp_path / "a.mp4", 128, 64, 1.0, 5))
+    bad = PipelineConfig().with_overrides({"video.fps": 1e-9})
+    # the old ingest's commit for that configuration, as a store written before the check holds it
+    m = load_manifest(store, vid, PipelineConfig().hash, "ingest")
+    store.put_json(layout.manifest_key(vid, bad.hash, "ingest"), {**m, "run": bad.hash, "config_hash": bad.hash})
+    with pytest.raises(ConfigError, match="video.fps=1e-09") as info:
+        execute("decode", store=store, config=bad, video_id=vid)
+    assert info.value.exit_code == 2
+    assert not store.exists(layout.quarantine_key(vid))
+    _assert_nothing_decoded(store, vid, bad)
