@@ -308,6 +308,10 @@ def _cmd_stage(args) -> int:
     from tasks.errors import ConfigError
     from tasks.stages.runner import execute, load_run_config
 
+    if args.xcom_file is not None and args.xcom_file.is_dir():   # before the work, not after it
+        from tasks.errors import UsageError
+
+        raise UsageError(f"--xcom-file {args.xcom_file} is a folder; give the path of the JSON file to write")
     store = _store(args)
     if args.command == "ingest":
         res = execute("ingest", store=store, config=_config(args), params={"key": args.key}, force=args.force)

@@ -36,12 +36,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# Smallest processing width every stage supports (ERP 64x32).
+_MIN_WIDTH = 64
+
+
 class VideoConfig(_Section):
     # Frames per second to label. None = every input frame [issue #2: "by default every input
     # frame is labeled"].
     fps: float | None = Field(default=None, gt=0, le=120)
     # Processing width. None = min(input width, max_width) [issue #2].
-    width: int | None = Field(default=None, ge=64, le=8192)
+    width: int | None = Field(default=None, ge=_MIN_WIDTH, le=8192)
     # ERP normalised to 2048x1024 for processing [M §1.1, §6 row 11].
     max_width: int = Field(default=2048, ge=64, le=8192)
     # JPEG quality of decoded frames (SAM2 reads a folder of JPEGs) [ours].
@@ -543,7 +547,17 @@ class PipelineConfig(_Section):
         """The width frames are labeled at: a multiple of 4, so width and height are both even
         (see VideoConfig._even_width)."""
         w = self.video.width or min(input_width, self.video.max_width)
-        return w - (w % 4)
+        w -= w % 4
+        if w < _MIN_WIDTH:
+            # the content, not the configuration: permanent for this video (quarantined with the
+            # reason). Every stage works down to 64x32 (VideoConfig.width's minimum); a 32 px wide
+            # source crashed the camera-motion step of propagate with a traceback (issue 12 §7).
+            from tasks.errors import InputRejected
+
+            raise InputRejected("too_small", f"the video is {input_width} px wide; labeling needs an ERP frame at "
+                                f"least {_MIN_WIDTH}x{_MIN_WIDTH // 2} (or set video.width to upscale it)",
+                                details={"width": input_width})
+        return w
 
     def refine_step(self, fps: float) -> int:
         """Frames between coverage checks: ceil(fps / refine_hz) [M §1.1]."""

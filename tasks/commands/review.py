@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.commands._common import add_store_arg, print_json, store_from_args
+from tasks.commands._common import add_store_arg, expires_hours, print_json, store_from_args
 
 
 def register(sub, fmt) -> None:
@@ -62,7 +62,9 @@ def register(sub, fmt) -> None:
 def _show_args(p, *, required: bool) -> None:
     p.add_argument("--video-id", required=required)
     p.add_argument("--run", help="config hash (default: the newest run with QA output)")
-    p.add_argument("--expires-hours", type=float, default=48.0, help="validity of presigned links (max 168)")
+    # checked by its argparse type: finite, over 0, at most 168 (issue 12 §7: nan/inf/0/-1 got through)
+    p.add_argument("--expires-hours", type=expires_hours, default=48.0,
+                   help="validity of presigned links, over 0 and at most 168 hours")
     add_store_arg(p)
 
 

@@ -150,6 +150,23 @@ def test_evaluate_out_that_cannot_be_written(tmp_path, capsys):
     assert "cannot write" in err
 
 
+def test_a_video_too_small_for_the_stages_is_rejected_with_its_reason(tmp_path, capsys):
+    """32x16 passed every check and crashed propagate's camera-motion step with a traceback."""
+    tiny = pattern_video(tmp_path / "tiny.mp4", width=32, height=16)
+    err = _refused(capsys, 3, "label", str(tiny), "--out", str(tmp_path / "o"), "--store", str(tmp_path / "s"),
+                   "--no-progress")
+    assert "too_small" in err and "at least 64x32" in err
+
+
+def test_xcom_file_that_is_a_folder_is_refused_before_the_stage(tmp_path, video, capsys):
+    store = str(tmp_path / "store")
+    assert main(["upload", str(video), "--key", "raw/v.mp4", "--store", store]) == 0
+    capsys.readouterr()
+    err = _refused(capsys, 2, "ingest", "--key", "raw/v.mp4", "--store", store, "--xcom-file", str(tmp_path))
+    assert "is a folder" in err
+    assert not (tmp_path / "store" / "videos").exists()
+
+
 # -- prompts (§6, §7) ---------------------------------------------------------------------------
 def _label_with_prompts(tmp_path, video, capsys, doc) -> str:
     p = tmp_path / "prompts.json"
