@@ -206,7 +206,8 @@ def describe_report(found: list[str], report: dict) -> str:
     if report.get("quarantined_skipped"):
         q = report["quarantined_skipped"]
         parts.append(f"{len(q)} left out because quarantined earlier ({', '.join(q[:5])}"
-                     + (" ..." if len(q) > 5 else "") + "; tick include_quarantined to retry them)")
+                     + (" ..." if len(q) > 5 else "") + "; `python -m tasks quarantine release ID` lets one back in, "
+                     "include_quarantined retries them all)")
     if report.get("over_limit"):
         parts.append(f"{report['over_limit']} left for a later run (max_videos)")
     return "; ".join(parts) + "."

@@ -24,7 +24,7 @@ import re
 import uuid
 
 from tasks import layout
-from tasks.errors import EXIT_USAGE, ObjectNotFound, PermanentError
+from tasks.errors import EXIT_USAGE, InputRejected, ObjectNotFound, PermanentError
 from tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,30 @@ class NotQuarantined(PermanentError):
 
     exit_code = EXIT_USAGE
     label = "not quarantined"
+
+
+def quarantine_video(store: ObjectStore, video_id: str, key: str | None, stage: str, exc: InputRejected,
+                     run: str | None) -> str:
+    """Write ``quarantine/{video_id}.json`` for a content rejection; return its key.
+
+    ``key`` is the raw object key; a stage after ingest that does not know it passes ``None`` and
+    it is read from the video's ``source.json`` (issue 12, point 9: decode wrote ``"key": null``,
+    which left the upload in every later discovery).
+    """
+    if key is None:
+        try:
+            key = store.get_json(layout.source_key(video_id)).get("key")
+        except (ObjectNotFound, ValueError, AttributeError):
+            key = None
+    record = {
+        "video_id": video_id, "key": key, "stage": stage, "reason": exc.reason, "message": exc.message,
+        "details": exc.details, "run": run,
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    qkey = layout.quarantine_key(video_id)
+    store.put_json(qkey, record)
+    log.warning("quarantined video %s (%s): %s", video_id, exc.reason, exc.message)
+    return qkey
 
 
 def audit_prefix(video_id: str) -> str:

@@ -105,20 +105,10 @@ def load_run_config(store: ObjectStore, video_id: str, run: str) -> PipelineConf
 
 
 def quarantine(store: ObjectStore, video_id: str, key: str | None, stage: str, exc: InputRejected, run: str | None) -> str:
-    if key is None:  # stages after ingest know the raw key from source.json (issue 12: it was null)
-        try:
-            key = store.get_json(layout.source_key(video_id)).get("key")
-        except (ObjectNotFound, ValueError, AttributeError):
-            key = None
-    record = {
-        "video_id": video_id, "key": key, "stage": stage, "reason": exc.reason, "message": exc.message,
-        "details": exc.details, "run": run,
-        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
-    qkey = layout.quarantine_key(video_id)
-    store.put_json(qkey, record)
-    log.warning("quarantined video %s (%s): %s", video_id, exc.reason, exc.message)
-    return qkey
+    """Quarantine a video whose content a stage rejected (the record: tasks/quarantine.py)."""
+    from tasks.quarantine import quarantine_video
+
+    return quarantine_video(store, video_id, key, stage, exc, run)
 
 
 def execute(

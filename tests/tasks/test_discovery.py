@@ -104,8 +104,8 @@ def test_override_problems_name_their_fix():
         "config_overrides: refine.tua: unknown setting; did you mean refine.tau?",
     ]
     assert discovery.check_overrides(["refine.tau"])[0].startswith("config_overrides must be an object")
-    assert discovery.check_overrides({"video.width": 511}) == [
-        "config_overrides: video: Value error, video.width must be even (ERP frames are exactly 2:1)"]
+    (problem,) = discovery.check_overrides({"video.width": 511})
+    assert problem.startswith("config_overrides: video: Value error, video.width must be") and "try 508" in problem
 
 
 def test_summary_says_what_became_of_every_upload(tmp_path, store):
@@ -140,5 +140,5 @@ def test_summary_says_what_became_of_every_upload(tmp_path, store):
     s = discovery.summarize(store, keys, [], states, stages, {3: "d" * 16})
     assert s["videos"][3]["status"] == "quarantined" and s["videos"][3]["detail"].startswith("truncated at decode")
     assert discovery.describe_report(["raw/ok.mp4"], {"quarantined_skipped": ["raw/bad.mp4"], "over_limit": 0}) == (
-        "1 upload to label; 1 left out because quarantined earlier (raw/bad.mp4; tick include_quarantined to "
-        "retry them).")
+        "1 upload to label; 1 left out because quarantined earlier (raw/bad.mp4; `python -m tasks quarantine "
+        "release ID` lets one back in, include_quarantined retries them all).")
