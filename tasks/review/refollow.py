@@ -79,22 +79,48 @@ def changed_tracks(corrected: np.ndarray, base: np.ndarray) -> set[int]:
     return {int(i) for i in ids if i > 0}
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float | None:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else None
+
+
+def carried_tracks(corrected: np.ndarray, base: np.ndarray, iou: float) -> set[int]:
+    """The changed ids that are another object, or no object, in the earlier run: there on one
+    side only, or IoU < ``iou``. Grass that lost the pixels of a missed object, or a boundary
+    moved by a few pixels, is not carried (its earlier masks were right)."""
+    out = set()
+    for k in changed_tracks(corrected, base):
+        v = _iou(corrected == k, base == k)
+        if v is None or v < iou or not (corrected == k).any() or not (base == k).any():
+            out.add(k)
+    return out
+
+
 def _agrees(prop: np.ndarray, base: np.ndarray, ids: set[int], iou: float) -> bool:
-    """Every id has the same object in both: both empty, or both there with IoU >= ``iou``. An id
-    the correction removed (a piece of a seam split) disagrees while the earlier run still has it."""
+    """The earlier run has the same objects under the same ids here: no id disagrees (there on one
+    side only, or IoU < ``iou``) and at least one is there on both sides and agrees. An id absent
+    on both sides (hidden, or out of view) says nothing: an object the correction added keeps
+    being followed through an occlusion, and a piece it removed stays removed."""
+    seen = False
     for k in ids:
         a, b = prop == k, base == k
-        union = np.count_nonzero(a | b)
-        if union and np.count_nonzero(a & b) / union < iou:
+        has_a, has_b = bool(a.any()), bool(b.any())
+        if not has_a and not has_b:
+            continue
+        if has_a != has_b or np.count_nonzero(a & b) / np.count_nonzero(a | b) < iou:
             return False
-    return True
+        seen = True
+    return seen
 
 
 def overlay(base: np.ndarray, prop: np.ndarray, ids: set[int]) -> np.ndarray:
-    """``base`` with the ``ids`` taken from ``prop`` (removed where ``prop`` does not have them)."""
+    """``base`` with the ``ids`` taken from ``prop``: they are removed from ``base``, the holes
+    they leave take ``prop``'s labels (a seam piece's pixels go to the object it belonged to),
+    and ``prop``'s masks of them are pasted over whatever was there."""
     idl = np.fromiter(ids, np.int64, len(ids))
     out = base.copy()
-    out[np.isin(out, idl)] = 0
+    hole = np.isin(base, idl)
+    out[hole] = prop[hole]
     take = np.isin(prop, idl)
     out[take] = prop[take]
     return out
@@ -122,7 +148,7 @@ def refollow(frames, corrected: dict[int, np.ndarray], base_idmap: Callable[[int
         best[f] = (0, idmap_png.encode_png(corrected[f]))
     rev = Reversed(frames)
     for i, f in enumerate(keys):
-        ids = changed_tracks(corrected[f], base_idmap(f))
+        ids = carried_tracks(corrected[f], base_idmap(f), agree_iou)
         if not ids:
             continue            # the frame was confirmed as it was: nothing to carry
         nxt = keys[i + 1] if i + 1 < len(keys) else n
@@ -140,11 +166,14 @@ def refollow(frames, corrected: dict[int, np.ndarray], base_idmap: Callable[[int
                 if _agrees(prop, base, ids, agree_iou):
                     break
                 dist = abs(real - f)
-                if real not in best or best[real][0] > dist:
-                    # a frame some other correction already revised keeps that one's other tracks
-                    under = base if real not in best else idmap_png.decode_png(best[real][1])
-                    best[real] = (dist, idmap_png.encode_png(overlay(under, prop, ids)))
                 last = real
+                if real in best and best[real][0] <= dist:
+                    continue            # a nearer correction decided this frame
+                # a frame some other correction already revised keeps that one's other tracks
+                under = base if real not in best else idmap_png.decode_png(best[real][1])
+                new = overlay(under, prop, ids)
+                if real in best or not np.array_equal(new, base):
+                    best[real] = (dist, idmap_png.encode_png(new))
             out.spans.append({"from": f, "direction": direction, "tracks": sorted(ids),
                               "frames": [min(f, last), max(f, last)] if last != f else [f, f]})
     out.frames = {t: data for t, (_, data) in sorted(best.items())}
