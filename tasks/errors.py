@@ -212,6 +212,8 @@ class ObjectNotFound(PipelineError, KeyError):
 class PromptError(PermanentError):
     """A ``--prompts`` file is inconsistent with the video (size, frame index, empty mask, ...)."""
 
+    label = "prompts refused"
+
 
 class QualityGateFailed(PermanentError):
     """A Great Expectations suite failed; nothing was published."""

@@ -27,6 +27,8 @@ from tasks.metrics.davis import BOUND_TH, BoundaryScorer, label_boundaries
 class EvaluationError(PermanentError):
     """A prediction cannot be compared with the ground truth (other video, size or length)."""
 
+    label = "cannot evaluate"
+
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)

@@ -362,6 +362,71 @@ def quarantine_rows(tmp: Path) -> None:
         [pr.returncode for pr in procs] == [0, 0] and versions == ["v1"] and [x.get("version") for x in docs] == [1, 1])
 
 
+def user_mistakes(tmp: Path) -> None:
+    """Issue 12 §6, §7, §9: each user mistake refused with its exit code, one line, no traceback,
+    before any work (helper D's rows)."""
+    clip = tmp / "synth" / "clip.mp4"
+    gt = json.loads((tmp / "synth" / "gt.json").read_text())
+    uid = gt["videos"][0]["video_uid"]
+    store = tmp / "mstore"
+    ro_out = Path("/sys/kernel/l360-out") if os.geteuid() == 0 else tmp / "ro"
+    if os.geteuid() != 0:
+        ro_out.mkdir()
+        ro_out.chmod(0o555)
+    a_file = tmp / "a_file.txt"
+    a_file.write_text("x")
+
+    def prompts(name, mutate):
+        doc = json.loads(json.dumps(gt))
+        doc["annotations"] = doc["annotations"][:2]
+        for a in doc["annotations"]:
+            a["segmentations"] = [s if f == 0 else None for f, s in enumerate(a["segmentations"])]
+        mutate(doc)
+        path = tmp / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    def same_mask(d):
+        d["annotations"][1]["segmentations"][0] = d["annotations"][0]["segmentations"][0]
+
+    def garbage(d):
+        d["annotations"][0]["segmentations"][0]["counts"] = "garbage!!"
+
+    other = json.loads(json.dumps(gt))
+    other["videos"][0]["video_uid"] = "0123456789abcdef"
+    (tmp / "other_gt.json").write_text(json.dumps(other))
+    tiny = tmp / "tiny32.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x16:rate=10", "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", tiny)
+    label = ["label", clip, "--store", store, "--no-progress", "--out"]
+    cases = [
+        ("traversal key", "ingest --key raw/../../x.mp4", ["ingest", "--key", "raw/../../x.mp4", "--store", store], 2),
+        ("backslash in a key", "upload --key 'raw\\x.mp4'", ["upload", clip, "--key", "raw\\x.mp4", "--store", store], 2),
+        ("--width 66", "odd height 33 (preview encoder)", [*label, tmp / "o66", "--width", "66"], 2),
+        ("--out is a file", "label --out FILE", [*label, a_file], 2),
+        ("read-only --out", "label --out on a read-only folder", [*label, ro_out], 2),
+        ("garbage RLE counts in prompts", "counts 'garbage!!'", [*label, tmp / "og", "--prompts", prompts("garbage", garbage)], 7),
+        ("two prompted ids, one mask", "tracks with identical masks on frame 0",
+         [*label, tmp / "os", "--prompts", prompts("same", same_mask)], 7),
+        ("prompts of another video", "video_uid of another video",
+         [*label, tmp / "ou", "--prompts", prompts("uid", lambda d: d["videos"][0].update(video_uid="0123456789abcdef"))], 7),
+        ("evaluate another video", "--pred of video A, --gt of video B",
+         ["evaluate", "--pred", tmp / "other_gt.json", "--gt", tmp / "synth" / "gt.json", "--out", tmp / "ev.json"], 7),
+        ("refine.tau=Infinity", "--set refine.tau=Infinity", ["config", "--set", "refine.tau=Infinity"], 2),
+        ("split_ratios with NaN", "--set release.split_ratios=[NaN,0,1]", ["config", "--set", "release.split_ratios=[NaN,0,1]"], 2),
+        ("--expires-hours nan", "review --expires-hours nan", ["review", "--video-id", uid, "--expires-hours", "nan", "--store", store], 2),
+        ("32x16 video", "a source too small for the stages", ["label", tiny, "--store", store, "--no-progress", "--out", tmp / "o32"], 3),
+    ]
+    for case, fault, args, code in cases:
+        t0 = time.perf_counter()
+        p = tasks_cmd(*args)
+        dt = time.perf_counter() - t0
+        tb = "Traceback" in p.stderr
+        work = any((store / "videos").rglob("manifest.json")) if (store / "videos").exists() else False
+        row(case, fault, f"exit {code}, one line, no traceback, no stage run",
+            f"exit {p.returncode} in {dt:.1f} s; traceback: {'yes' if tb else 'no'}; stage run: {'yes' if work and code != 3 else 'no'}; "
+            f"{last_line(p.stderr)[:90]}", shown(args), p.returncode == code and not tb and not (work and code != 3))
+
+
 def main() -> dict:
     with tempfile.TemporaryDirectory(prefix="l360-rel-") as d:
         tmp = Path(d)
@@ -371,7 +436,7 @@ def main() -> dict:
         if p.returncode:
             raise SystemExit(p.stderr)
         t0 = time.perf_counter()
-        for part in (secrets, video_input, store_side, concurrency, quarantine_rows):
+        for part in (secrets, video_input, store_side, concurrency, quarantine_rows, user_mistakes):
             part(tmp)
         seconds = time.perf_counter() - t0
     ok = sum(r["ok"] == "yes" for r in ROWS)
