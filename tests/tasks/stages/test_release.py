@@ -144,3 +144,28 @@ def test_splits_are_deterministic():
     assert release.split_of("ab" * 8, (0.8, 0.1, 0.1)) == release.split_of("ab" * 8, (0.8, 0.1, 0.1))
     splits = {release.split_of(f"{i:016x}", (0.8, 0.1, 0.1)) for i in range(200)}
     assert splits == {"train", "val", "test"}
+
+
+def test_a_published_video_leaves_only_when_its_labels_were_rebuilt_and_failed(store):
+    """Issue 12: a later quarantine record does not drop a published video; its labels rebuilt
+    and failing their suite do (a failed validate never commits, the re-run removed the old one)."""
+    from tasks.errors import InputRejected
+    from tasks.stages.runner import execute, quarantine
+
+    s, vid, run = store
+    assert release.release(s, PipelineConfig())["version"] == 1
+    quarantine(s, vid, "raw/tiny.mp4", "decode", InputRejected("truncated", "only 3 of 16 frames"), run)
+    assert [r["video_id"] for r in release.ready_videos(s)] == [vid]
+    s.delete(layout.quarantine_key(vid))
+    qa = s.get_json(layout.manifest_key(vid, run, "qa"))
+    key = output_key(s, qa, "annotations")
+    doc = s.get_json(key)
+    a = doc["annotations"][0]
+    a["areas"][next(i for i, x in enumerate(a["segmentations"]) if x)] += 7
+    s.put_json(key, doc)
+    with pytest.raises(QualityGateFailed):
+        execute("validate", store=s, config=PipelineConfig(), video_id=vid, force=True)
+    assert release.ready_videos(s) == []
+    with pytest.raises(release.NothingToRelease, match="no video is ready"):
+        release.release(s, PipelineConfig())
+    assert release.published_versions(s) == [1]
