@@ -123,20 +123,24 @@ def ready_videos(store: ObjectStore, config_hash: str | None = None) -> list[dic
             except ObjectNotFound:
                 continue
         best, why = choose_run(validated, config_hash)
-        if best is not None and _held_back(store, video_id, best, published):
+        if best is None:
             continue
-        if best is not None:
-            qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
-            try:
-                key = store.get_json(layout.source_key(video_id)).get("key")
-            except ObjectNotFound:
-                key = None
-            out.append({"video_id": video_id, "key": key, "run": best["run"], "validated": best["finished"],
-                        "why": why,
-                        "annotations": output_key(store, qa, "annotations"),
-                        "idmaps": output_key(store, qa, "idmaps"),
-                        "frames": output_key(store, qa, "frames")})
-    return sorted(out, key=lambda r: r["video_id"])
+        # every rule that keeps a validated video out of a release goes here, in this one function
+        if _held_back(store, video_id, best, published):
+            continue
+        qa = store.get_json(layout.manifest_key(video_id, best["run"], "qa"))
+        try:
+            key = store.get_json(layout.source_key(video_id)).get("key")
+        except ObjectNotFound:
+            key = None
+        out.append({"video_id": video_id, "key": key, "run": best["run"], "validated": best["finished"],
+                    "why": why,
+                    "annotations": output_key(store, qa, "annotations"),
+                    "idmaps": output_key(store, qa, "idmaps"),
+                    "frames": output_key(store, qa, "frames")})
+    from tasks.review.approval import release_filter  # issue 15: only approved or unflagged videos
+
+    return sorted(release_filter(store, out), key=lambda r: r["video_id"])
 
 
 def _held_back(store: ObjectStore, video_id: str, best: dict, published: set[str]) -> bool:
@@ -411,6 +415,8 @@ def dataset_card(version: int, doc: dict, splits: dict, videos: list[dict], repo
         f"{len(doc['annotations'])} objects (tracks), {masks} masks.",
         "- Splits: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + " (deterministic by content hash).",
         f"- Pipeline runs (config hashes): {', '.join(sorted({r['run'] for r in videos}))}.",
+        f"- Human-reviewed (approved at the human gate, or corrected and re-followed): "
+        f"{sum(1 for r in videos if r.get('human_review'))} of {len(videos)} videos.",
         "",
         "## Configuration of each video",
         "One configuration per video: the newest configuration that passed its quality suite, unless a "
