@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="build, quality-gate and publish a dataset release", formatter_class=fmt,
                        description="Collect every ready video, run the Great Expectations suites, and publish "
                                    "releases/vN/ only if all pass.")
-    p.add_argument("--config-hash", help="release only the runs of this configuration hash")
+    p.add_argument("--config-hash", type=_hex_id("--config-hash", 12),
+                   help="release only the runs of this configuration hash")
     _add_config_args(p)
     _add_store_arg(p)
 
