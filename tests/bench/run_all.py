@@ -29,6 +29,8 @@ BENCHES = {
     "propagation_memory": ("bench_propagation_memory.py", "Propagators: peak memory on long videos, speed"),
     "propagation_gpu": ("bench_propagation_memory.py", "SAM2 propagator on a GPU"),
     "reliability": ("bench_reliability.py", "Reliability: bad inputs, leaked secrets, concurrent writers (issue 12)"),
+    "model_store": ("bench_model_store.py", "Model store round trip (import, verify, load) of a 200 MB model folder"),
+    "gpu_backends": ("bench_gpu.py", "Production backends on a GPU (SAM2 entities, OneFormer voters, SAM2 propagation)"),
 }
 # extra arguments per benchmark
 # real: 30 frames per re-shot clip and no `propagate.backend=warp` pipeline run (the independent warp
@@ -37,9 +39,25 @@ ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"],
         "real": ["--frames", "30", "--backends", "default"]}
 # Benchmarks that need hardware this machine may lack: a run that produced no rows keeps the
 # recorded run (made where the hardware was, with that machine in its record).
-NEEDS_HARDWARE = {"propagation_gpu"}
+NEEDS_HARDWARE = {"propagation_gpu", "gpu_backends"}
 
 NOTES = {
+    "model_store": (
+        "Issue 13 §3. A folder as `save_pretrained` writes it (config.json + one 200 MB model.safetensors of random "
+        "float32) imported into a local store (hash + copy, manifest last), verified (every byte read back and "
+        "hashed), then loaded as a voter does: `model_path` into an empty cache (copy + hash against the manifest) "
+        "and the weights read into memory; *warm* = a second load, the cache re-used after a size/mtime check. "
+        "Median of 3 rounds, each into a fresh store and cache; files fresh in the page cache, so these are copy "
+        "and sha256 speeds (a floor for MinIO, which adds the network)."),
+    "gpu_backends": (
+        "Issue 13 §6. `configs/production.yaml` at production size with *random* weights, models imported into a "
+        "model store and loaded through it: SAM2.1 Hiera-L automatic masks (32x32 points) and the three OneFormer "
+        "Swin-L voters (219M parameters each; tiles resized to 640 wide) on the three seam-aware 1024-column tiles "
+        "of a real 2048x1024 ERP frame; the SAM2-L propagator at image size 1024 with 1/5/20 objects; autocast "
+        "off/fp16/bf16; peak GPU memory per backend. **Not yet measured**: no GPU was lent to the session that "
+        "wrote it (the script skips with the reason without CUDA; `--smoke --device cpu` runs the same code path "
+        "at toy sizes). Until a run is recorded here, the GPU memory of `resources.yaml` rests on the SAM2 rows "
+        "above and the models' sizes."),
     "real": (
         "Issue 10 §1. *Re-shot panoramas*: the five real ERP images of `../shared/data` (pannellum, andes top eye, "
         "360VOT 0098/0115/0030) at 1024x512, turned once so an object sits on the seam (and, where a <= 25 deg tilt "
