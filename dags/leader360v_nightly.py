@@ -25,6 +25,15 @@ own mapped task group:
   one video passed its quality suite; `outcome` fails the run when any upload failed for a reason
   other than rejected or duplicate input. A run whose uploads were all rejected or duplicates is
   green, with the table in `summary`'s log saying so.
+* **Human gate** (issue 15): a ready video whose QA flags number more than its configuration's
+  `review.gate_max_flags` (off by default; e.g. `{"review.gate_max_flags": 5}` in
+  **config_overrides**) waits at `review_gate`, a deferrable `ApprovalOperator` (no worker slot
+  while it waits) whose body holds the annotation checker's summary and comments, and links to
+  the preview, the labels and a CVAT task exported into the store. **Approve** → `record_approval`
+  records who and when and updates `leader360v_ready_videos`: the video is ready for a release.
+  **Reject** → the video waits for corrections (`python -m tasks review import`, or a file under
+  `corrections/inbox/{video_id}/` for the `leader360v_revise` DAG). The release takes only
+  approved, corrected or unflagged videos.
 * Uploads are matched to the data interval by their recorded upload time (`python -m tasks
   upload` records it, `--uploaded-at` for late imports; otherwise the store's time), so a
   backfill over a date range labels exactly that range's uploads.
@@ -39,6 +48,7 @@ Stage code: `tasks/stages/`; task wiring: `plugins/leader360v_airflow/stage_task
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import (
     Asset,
     CronTriggerTimetable,
@@ -135,6 +145,11 @@ def leader360v_nightly():
     @task(outlets=[READY_VIDEOS])
     def publish_ready(s: dict) -> dict:
         ready = [r for r in s["videos"] if r["status"] == "ready"]
+        gated = _gated(ready)
+        ready = [r for r in ready if (r["video_id"], r["run"]) not in gated]
+        if gated:
+            print(f"{len(gated)} video(s) wait at the human gate (review_gate): "
+                  + ", ".join(v for v, _ in sorted(gated)))
         if not ready:
             raise AirflowSkipException(f"No video became ready in this run ({s['sentence']}), so the release "
                                        "DAG is not triggered; the summary task's log has the table.")
@@ -155,10 +170,61 @@ def leader360v_nightly():
         print(f"Every upload is accounted for: {s['sentence']}.")
         return s["sentence"]
 
+    @task
+    def review_requests(s: dict) -> list[dict]:
+        """The ready videos that need a person (more QA flags than `review.gate_max_flags`), each
+        with the gate's subject and body (checker summary, comments, links; a CVAT task exported
+        into the store). None: `review_gate` is skipped."""
+        from tasks.review.approval import gate_request
+
+        store = settings.store()
+        ready = [r for r in s["videos"] if r["status"] == "ready"]
+        reqs = [gate_request(store, v, run) for v, run in sorted(_gated(ready))]
+        for r in reqs:
+            print(r["subject"])
+        return reqs
+
+    @task(outlets=[READY_VIDEOS], map_index_template="{{ review_label }}")
+    def record_approval(request: dict) -> dict:
+        """Runs only on Approve (Reject skips it): records who approved, and the video is ready."""
+        from tasks.review.approval import record_decision
+
+        ctx = get_current_context()
+        ctx["review_label"] = request["video_id"]
+        ti = ctx["ti"]
+        answer = ti.xcom_pull(task_ids="review_gate", map_indexes=ti.map_index) or {}
+        user = answer.get("responded_by_user") or {}
+        by = user.get("name") or user.get("id") if isinstance(user, dict) else str(user)
+        rec = record_decision(settings.store(), request["video_id"], request["run"], approved=True, by=by,
+                              at=str(answer["responded_at"]) if answer.get("responded_at") else None)
+        ctx["outlet_events"][READY_VIDEOS].extra = {"videos": [request["video_id"]], "runs": [request["run"]],
+                                                    "approved_by": rec["by"]}
+        print(f"video {request['video_id']} run {request['run']} approved by {rec['by']}: ready for a release")
+        return rec
+
     keys = discover()
     results = process_video.expand(key=keys)
     s = summary(keys, results)
     publish_ready(s) >> outcome(s)
+    reqs = review_requests(s)
+    gate = ApprovalOperator.partial(
+        task_id="review_gate", retries=0, response_timeout=None, map_index_template="{{ task.subject }}",
+    ).expand_kwargs(reqs.map(_gate_kwargs))
+    gate >> record_approval.expand(request=reqs)
+
+
+def _gate_kwargs(request: dict) -> dict:
+    return {"subject": request["subject"], "body": request["body"]}
+
+
+def _gated(ready: list[dict]) -> set[tuple[str, str]]:
+    """(video, run) of the ready videos whose run needs a person before a release."""
+    if not ready:
+        return set()
+    from tasks.review.approval import needs_review
+
+    store = settings.store()
+    return {(r["video_id"], r["run"]) for r in ready if needs_review(store, r["video_id"], r["run"])}
 
 
 def _stage_states(ctx, n: int) -> dict[int, dict[str, str]]:

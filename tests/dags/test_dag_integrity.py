@@ -25,7 +25,7 @@ def dagbag():
 
 def test_no_import_errors_and_expected_ids(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"leader360v_nightly", "leader360v_release"}
+    assert set(dagbag.dag_ids) == {"leader360v_nightly", "leader360v_release", "leader360v_revise"}
 
 
 def test_nightly_shape(dagbag):

@@ -101,7 +101,7 @@ def shape(out: dict) -> dict:
 
 
 def test_graph_task_ids_and_params_are_identical_in_both_modes(local, kube):
-    assert set(local["dags"]) == {"leader360v_nightly", "leader360v_release"}
+    assert set(local["dags"]) == {"leader360v_nightly", "leader360v_release", "leader360v_revise"}
     assert shape(local) == shape(kube)
 
 
