@@ -19,7 +19,7 @@ KEYFRAMES = (0,)
 
 def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer: StageWriter) -> StageOutput:
     frames = Frames(store, inputs.output_key(store, "decode", "frames"))
-    backends = build_backends(config)
+    backends = build_backends(config, store)
     stats: dict = {"keyframes": list(KEYFRAMES), "entities": {}, "voter_segments": {}}
     for k in KEYFRAMES:
         props = propose_frame(frames.get(k), config, backends)
