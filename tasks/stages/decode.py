@@ -77,6 +77,14 @@ def _reusable(store, fkey: str, source: dict) -> dict | None:
 
 def _decode(store, source, probe, prefix, width, fps, config, params, lease) -> dict:
     store.delete_prefix(prefix)  # leftovers of an interrupted decode
+    try:
+        return _decode_into(store, source, probe, prefix, width, fps, config, params, lease)
+    except InputRejected:
+        store.delete_prefix(prefix)  # the frames of rejected content are of no use to anyone
+        raise
+
+
+def _decode_into(store, source, probe, prefix, width, fps, config, params, lease) -> dict:
     expected = expected_frames(probe, fps)
     n = 0
     with store.local_file(source["key"]) as path:

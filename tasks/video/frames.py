@@ -6,6 +6,7 @@ progress bar can follow; nothing holds a whole video in memory.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,12 @@ import numpy as np
 
 from tasks.errors import InputRejected, PipelineError
 from tasks.video.probe import VideoProbe, require_ffmpeg
+
+# What ffmpeg says when the stream's own bytes cannot be decoded. Past its error-rate limit
+# (-max_error_rate, 2/3 of the frames) it then exits non-zero (69): that is damaged content, a
+# rejection to quarantine, not "an error, a retry may help" (a retry decodes the same bytes).
+_DAMAGED = re.compile(r"Error while decoding stream|Invalid data found when processing input|"
+                      r"corrupt decoded frame|No JPEG data found|error while decoding MB")
 
 
 def _filters(probe: VideoProbe, width: int, fps: float | None) -> str:
@@ -48,6 +55,7 @@ def iter_frames(path: str | Path, probe: VideoProbe, width: int, fps: float | No
     frame_bytes = width * height * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
+    n = 0
     try:
         while True:
             buf = proc.stdout.read(frame_bytes)
@@ -55,11 +63,20 @@ def iter_frames(path: str | Path, probe: VideoProbe, width: int, fps: float | No
                 break
             if len(buf) != frame_bytes:
                 raise InputRejected("truncated", "the last frame of the video is incomplete")
+            n += 1
             yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
     finally:
         proc.stdout.close()
         err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
         rc = proc.wait()
+    if rc != 0 and _DAMAGED.search(err):
+        first = next((ln.strip() for ln in err.splitlines() if _DAMAGED.search(ln)), "")
+        raise InputRejected(
+            "damaged",
+            f"the video stream is damaged: ffmpeg decoded {n} of {probe.n_frames} frames and gave up on the rest "
+            f"({first[:160]}); re-export or re-upload the file",
+            details={"decoded": n, "frames": probe.n_frames, "ffmpeg_exit": rc},
+        )
     if rc != 0:
         raise PipelineError(f"ffmpeg failed decoding {path} (exit {rc}): {err.strip()[-500:]}")
 

@@ -2,7 +2,8 @@
 
 Rejections carry a reason code and a message for the uploader (see :class:`InputRejected`):
 ``not_a_video``, ``still_image``, ``truncated``, ``no_frames``, ``not_equirectangular``,
-``rotated``. Every one is about the **content**, the same under any configuration (it quarantines
+``rotated`` (and, from decoding, tasks/video/frames.py and tasks/stages/decode.py: ``damaged``,
+``truncated``, ``no_frames``). Every one is about the **content**, the same under any configuration (it quarantines
 the content id for good); what a configuration asks of the video (``video.max_seconds``,
 ``video.fps``) is checked by tasks/video/limits.py as a configuration error (issue 12, point 1).
 

@@ -124,3 +124,21 @@ def test_an_fps_that_gives_no_frame_is_a_configuration_error_at_decode_too(tmp_p
     assert info.value.exit_code == 2
     assert not store.exists(layout.quarantine_key(vid))
     _assert_nothing_decoded(store, vid, bad)
+
+
+def test_a_damaged_stream_is_quarantined_by_decode_under_its_raw_key(tmp_path):
+    """Issue 12, point 9, on a real file: the record decode writes names the raw key (it was
+    null), so discovery leaves the upload out until someone releases it."""
+    from tasks import discovery
+    from tasks.quarantine import list_quarantined
+    from tests.tasks.video.test_probe_decode import damaged_mjpeg
+
+    store = LocalStore(tmp_path / "store")
+    vid = _ingest(store, "raw/2026/bad.mp4", damaged_mjpeg(tmp_path / "bad.mp4"))
+    p = subprocess.run([sys.executable, "-m", "tasks", "decode", "--video-id", vid, "--store", str(tmp_path / "store")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3 and "rejected (damaged)" in p.stderr and "Traceback" not in p.stderr
+    [row] = list_quarantined(store)
+    assert (row["id"], row["key"], row["reason"], row["stage"]) == (vid, "raw/2026/bad.mp4", "damaged", "decode")
+    assert discovery.find_uploads(store, prefix="raw/2026/")[1]["quarantined_skipped"] == ["raw/2026/bad.mp4"]
+    _assert_nothing_decoded(store, vid, PipelineConfig())

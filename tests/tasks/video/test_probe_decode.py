@@ -39,6 +39,32 @@ def test_rejections_have_reasons(tmp_path):
     assert reason(pattern_video(tmp_path / "wide.mp4", 320, 128)) == "not_equirectangular"
 
 
+def damaged_mjpeg(path, frames: int = 20, damaged: range = range(2, 17)):
+    """A 2:1 MJPEG mp4 whose container is whole (ffprobe counts every packet) but whose frames in
+    ``damaged`` hold no JPEG data: the stream's own bytes are broken."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x64:rate=10", "-frames:v", str(frames), "-c:v", "mjpeg",
+           "-q:v", "5", str(path))
+    data = bytearray(path.read_bytes())
+    soi = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    assert len(soi) == frames
+    for i in damaged:
+        data[soi[i]:soi[i] + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_stream_is_rejected_as_content_not_retried(tmp_path):
+    """ffmpeg gives up past 2/3 undecodable frames (exit 69): that is the content's fault (reason
+    'damaged', quarantined), not 'an error, a retry may help' (exit 1) as before."""
+    path = damaged_mjpeg(tmp_path / "bad.mp4")
+    p = probe(path)                      # the container itself is whole
+    assert p.n_frames == 20
+    with pytest.raises(InputRejected) as e:
+        list(iter_frames(path, p, width=128))
+    assert e.value.reason == "damaged" and "decoded 5 of 20 frames" in e.value.message
+    assert e.value.exit_code == 3 and not e.value.retryable
+
+
 def test_square_video_without_metadata_is_not_read_as_stereo(tmp_path):
     with pytest.raises(InputRejected, match="spherical stereo metadata") as e:
         probe(pattern_video(tmp_path / "sq.mp4", 256, 256))
