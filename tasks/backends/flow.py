@@ -57,28 +57,14 @@ import numpy as np
 from scipy import ndimage
 
 from tasks.backends.warp import WarpPropagator, WrapFlow, upsample_flow, warp_labels
+from tasks.config import FlowTuning
 from tasks.geometry.camera_motion import CameraMotion, estimate_rotation, frame_features, kabsch
 from tasks.geometry.components import wrap_components
 from tasks.geometry.erp import check_erp
 from tasks.labeling.coverage import drop_small_ids
 
-_OCCLUDED = 0.6       # visible area under this share of the full view: look for the hidden part
-_FULL_VIEW = 0.85     # visible area over this share of the recent maximum is a full view
-_AREA_DECAY = 0.98    # the recent maximum fades per frame, so an object that recedes can shrink
-_REACQUIRE = 0.5      # share of a hidden object's predicted view whose colours must match again
-_COLOR_MATCH = 18.0   # CIELAB distance under which a pixel matches the remembered colour there
-_MEMORY_POINTS = 8000  # points kept of an object's full view (subsampled; enough to re-find it)
-_PHOTO_MISMATCH = 8.0  # CIELAB distance between the moved previous frame and the current one
-_SWITCH_MARGIN = 6.0  # CIELAB: how much closer another label's local colour must be to take a pixel
-_MOTION_EDGE_PX = 1.0
-_MOVED_MISMATCH = 30.0  # CIELAB: an outline pixel this far from the moved previous frame has moved
-_QUIET_FRAMES = 10     # frames without evidence of own motion before an object counts as still again
-_MOVED_SHARE = 0.3     # share of an object's outline that must have moved to call it moving
-_OWN_MOTION_PX = 0.2  # an object moving on its own by more than this (px/frame at the equator) is reviewed by colour
-_FRAGMENT = 0.1       # a piece of an object under this share of its area, apart from it, is a speck
-_APPEAR_SHARE = 5e-4  # a patch the motion cannot explain, this share of the frame or more, is new
-_APPEAR_MAX_SHARE = 0.05  # ... unless unexplained patches cover more than this (a global change)
-_MOTION_TIE = 3.0     # CIELAB: an object's own motion is kept unless the flow explains the colour better by this
+# Every threshold of this propagator that changes labels is a field of FlowTuning
+# (propagate.tuning.flow in tasks/config.py), with its default and why (issue 12 point 10).
 
 
 # -- sphere helpers ------------------------------------------------------------------------------
@@ -170,12 +156,14 @@ class FlowPropagator:
     name = "flow"
 
     def __init__(self, flow_width: int = 512, wrap_pad_ratio: float = 0.125,
-                 min_area_px: int = 0, object_max_fraction: float = 0.05,
-                 max_hidden_frames: int = 30, seam_aware: bool = True, camera_rotation: bool = True):
+                 min_area_px: int = 0, seam_aware: bool = True, camera_rotation: bool = True,
+                 tuning: FlowTuning | None = None):
         self.flow = WrapFlow(flow_width, wrap_pad_ratio, seam_aware)
         self.min_area_px = int(min_area_px)
-        self.object_max_fraction = float(object_max_fraction)
-        self.max_hidden_frames = int(max_hidden_frames)
+        #: the label-changing thresholds (propagate.tuning.flow)
+        self.tuning = t = tuning if tuning is not None else FlowTuning()
+        self.object_max_fraction = float(t.object_max_fraction)
+        self.max_hidden_frames = int(t.max_hidden_frames)
         # False reproduces the method's propagation, blind to the seam (baseline benchmarks only)
         self.seam_aware = bool(seam_aware)
         self.camera_rotation = bool(camera_rotation)
@@ -257,7 +245,7 @@ class FlowPropagator:
         if not np.allclose(R, np.eye(3), atol=1e-7):
             prev = self._derotate(prev, R, fh, fw)
         back = self.flow.flow(cur, prev)                 # residual: cur -> de-rotated prev
-        uncertain = self._motion_edges(back)
+        uncertain = self._motion_edges(back, self.tuning.motion_edge_px)
         # source direction in the previous frame of every working pixel, then at full size
         gx, gy, grid = _grid(fh, fw)
         src = _dirs(gx + back[..., 0], np.clip(gy + back[..., 1], 0, fh - 1), fh, fw) @ R.astype(np.float32)
@@ -277,10 +265,10 @@ class FlowPropagator:
         # away, an occlusion) -- whatever the flow's own consistency says
         moved = self._sample(self._prev_lab, px, py, cv2.INTER_LINEAR)
         mismatch = _dist2(moved, lab)
-        unc |= mismatch > _PHOTO_MISMATCH ** 2
-        self._motion_evidence(new, mismatch > _MOVED_MISMATCH ** 2)
+        unc |= mismatch > self.tuning.photo_mismatch ** 2
+        self._motion_evidence(new, mismatch > self.tuning.moved_mismatch ** 2)
         # only pixels near a label boundary can change label: the rest keep the key's
-        radius = max(3, int(round(6 * w / 1024)))
+        radius = max(3, int(round(self.tuning.review_radius_px_at_1024 * w / 1024)))
         # outlines are decided by colour only around objects that move on their own: the flow
         # smooths over their outline and over edges of hue alone, and they occlude and reveal;
         # elsewhere (a still scene through a turning camera) the flow is right and colour
@@ -288,9 +276,9 @@ class FlowPropagator:
         zone = self._moving_zone(new, radius)
         review = _near_boundary(new, radius, self.seam_aware) & zone
         unc &= review
-        new = _redecide(new, unc, review, lab, field, radius, self.seam_aware)
+        new = _redecide(new, unc, review, lab, field, radius, self.seam_aware, self.tuning.switch_margin)
         new = self._drop_fragments(new)
-        appeared = self._appeared(mismatch > _MOVED_MISMATCH ** 2, zone)
+        appeared = self._appeared(mismatch > self.tuning.moved_mismatch ** 2, zone)
         if appeared is not None:
             new[appeared] = 0
         # remembered objects: move with the scene, come back where their colours show
@@ -345,6 +333,7 @@ class FlowPropagator:
         flow may be the occluder's) moves by its remembered own motion plus the camera's.
         ``src`` (working size, previous-frame directions) is updated in place.
         """
+        tn = self.tuning
         prev = self._out
         fh, fw = src.shape[:2]
         small = cv2.resize(prev, (fw, fh), interpolation=cv2.INTER_NEAREST)
@@ -364,7 +353,7 @@ class FlowPropagator:
         box_inner, box_from = _boxes(from_inner, 0), _boxes(from_label, 3)
         for k in objects:
             m = self._memory.get(k)
-            full = m is None or areas[k] >= _FULL_VIEW * m.max_area
+            full = m is None or areas[k] >= tn.full_view * m.max_area
             # own motion is relative to the scene: the camera rotation (LK-refined, < 0.1 deg on
             # the real panoramas, tests/bench/bench_camera_motion.py)
             around = R
@@ -379,13 +368,13 @@ class FlowPropagator:
                     # (hysteresis: once moving, the closed-loop estimate carries it)
                     own = _angle(fit @ around.T)
                     step_px = 2 * np.pi / fw
-                    if own > _OWN_MOTION_PX * step_px:
+                    if own > tn.own_motion_px * step_px:
                         m.quiet = 0
                         if not m.tracked:
                             m.motion, m.tracked = fit @ around.T, True
                     else:
                         m.quiet += 1
-                        if m.quiet >= _QUIET_FRAMES and _angle(m.motion) < _OWN_MOTION_PX * step_px:
+                        if m.quiet >= tn.quiet_frames and _angle(m.motion) < tn.own_motion_px * step_px:
                             m.motion, m.tracked = np.eye(3), False   # it stopped
                 M = m.motion @ around if m.tracked else (fit if fit is not None else around)
             if m is not None:
@@ -405,7 +394,7 @@ class FlowPropagator:
             # motions claim it, the one seen (the occluder) wins; where the object's motion and
             # the flow explain it equally (flat interior) the object's motion is kept
             e = np.sqrt(_dist2(cur_lab[ys, xs], prev_lab[ryi, rxi]))
-            win = e <= err[ys, xs] + _MOTION_TIE
+            win = e <= err[ys, xs] + tn.motion_tie
             src[ys[win], xs[win]] = rs[win]
             err[ys[win], xs[win]] = e[win]
 
@@ -418,21 +407,21 @@ class FlowPropagator:
         total = np.bincount(labels[outline], minlength=n)
         bad = np.bincount(labels[outline & changed], minlength=n)
         for k, m in self._memory.items():
-            if k < n and total[k] and bad[k] > _MOVED_SHARE * total[k]:
+            if k < n and total[k] and bad[k] > self.tuning.moved_share * total[k]:
                 m.tracked, m.quiet = True, 0
 
     def _appeared(self, unexplained: np.ndarray, zone: np.ndarray) -> np.ndarray | None:
-        """Patches the motion cannot explain at all (the moved previous frame is ``_MOVED_MISMATCH``
+        """Patches the motion cannot explain at all (the moved previous frame is ``tuning.moved_mismatch``
         away from them), away from the objects that move on their own (their outlines are decided
-        above), of at least ``_APPEAR_SHARE`` of the frame: something appeared there, e.g. an
+        above), of at least ``tuning.appear_share`` of the frame: something appeared there, e.g. an
         object entering in front of the background. They are left unlabeled so that coverage drops
         and the tracking pass proposes what is there; carried along, the background's label
         covered it until the next keyframe (synth seed 2 at 512 px: the appearing clock found at
         frame 20 instead of 12, and the CLI's J&F 0.81). Thin lines (edges resampled a little
-        differently) are opened away first. Over ``_APPEAR_MAX_SHARE`` of the frame the change
+        differently) are opened away first. Over ``tuning.appear_max_share`` of the frame the change
         is global (a flash, a cut: the tracking pass handles those), and nothing is unlabeled."""
         h, w = unexplained.shape
-        least = _APPEAR_SHARE * h * w
+        least = self.tuning.appear_share * h * w
         cand = (unexplained & ~zone).view(np.uint8)
         if cv2.countNonZero(cand) < least:
             return None
@@ -447,7 +436,7 @@ class FlowPropagator:
         if big.size == 0:
             return None
         out = np.isin(comp, big)
-        if out.sum() > _APPEAR_MAX_SHARE * h * w:
+        if out.sum() > self.tuning.appear_max_share * h * w:
             return None
         return out
 
@@ -485,7 +474,7 @@ class FlowPropagator:
             if n <= 1:
                 continue
             sizes = np.bincount(comp.ravel())[1:]
-            for c in np.flatnonzero(sizes < _FRAGMENT * areas[k]) + 1:
+            for c in np.flatnonzero(sizes < self.tuning.fragment * areas[k]) + 1:
                 frag = comp == c
                 ring = cv2.dilate(frag.view(np.uint8), k3).astype(bool) & ~frag
                 around = np.bincount(crop[ring], minlength=k + 1)
@@ -494,7 +483,7 @@ class FlowPropagator:
         return labels
 
     @staticmethod
-    def _motion_edges(back: np.ndarray) -> np.ndarray:
+    def _motion_edges(back: np.ndarray, edge_px: float) -> np.ndarray:
         """Working pixels on a motion boundary, where DIS smooths the flow across an outline.
         (Occlusions and disocclusions show as colour mismatches of the moved previous frame,
         checked at full size, so no forward flow is computed: it would cost as much again.)"""
@@ -502,7 +491,7 @@ class FlowPropagator:
         bad = np.zeros(back.shape[:2], bool)
         for c in range(2):
             ch = np.ascontiguousarray(back[..., c])
-            bad |= (cv2.dilate(ch, k) - cv2.erode(ch, k)) > _MOTION_EDGE_PX
+            bad |= (cv2.dilate(ch, k) - cv2.erode(ch, k)) > edge_px
         return bad
 
     def _sample(self, src: np.ndarray, x: np.ndarray, y: np.ndarray, interp: int) -> np.ndarray:
@@ -530,8 +519,8 @@ class FlowPropagator:
                 continue
             m.hidden = 0
             m.unseen += int(advance)
-            m.max_area = max(ys.size, m.max_area * _AREA_DECAY)
-            if ys.size >= _FULL_VIEW * m.max_area:      # a full view: refresh the memory
+            m.max_area = max(ys.size, m.max_area * self.tuning.area_decay)
+            if ys.size >= self.tuning.full_view * m.max_area:      # a full view: refresh the memory
                 fresh = self._remember(ys, xs, lab, h, w)
                 fresh.motion, fresh.tracked, fresh.quiet = m.motion, m.tracked, m.quiet
                 if advance and m.tracked:
@@ -552,11 +541,11 @@ class FlowPropagator:
             if m.hidden > self.max_hidden_frames:
                 del self._memory[k]
 
-    @staticmethod
-    def _remember(ys: np.ndarray, xs: np.ndarray, lab: np.ndarray, h: int, w: int) -> _Memory:
+    def _remember(self, ys: np.ndarray, xs: np.ndarray, lab: np.ndarray, h: int, w: int) -> _Memory:
         area = ys.size
-        if ys.size > _MEMORY_POINTS:
-            pick = np.linspace(0, ys.size - 1, _MEMORY_POINTS).astype(np.int64)
+        cap = self.tuning.memory_points
+        if ys.size > cap:
+            pick = np.linspace(0, ys.size - 1, cap).astype(np.int64)
             ys, xs = ys[pick], xs[pick]
         vecs = _dirs(xs.astype(np.float32), ys.astype(np.float32), h, w).astype(np.float32)
         return _Memory(vecs, lab[ys, xs].copy(), area)
@@ -578,15 +567,16 @@ class FlowPropagator:
         whose colours match what they looked like there.
 
         The prediction is searched in a window that grows with the frames since its last full view
-        (own motion is uncertain); a wholly hidden object needs ``_REACQUIRE`` of its view to match before it
+        (own motion is uncertain); a wholly hidden object needs ``tuning.reacquire`` of its view to match before it
         is back. It takes matching pixels that are unlabeled, background (stuff) or unsure, never
         the trusted pixels of another object (the occluder is what is seen).
         """
+        tn = self.tuning
         areas = np.bincount(new.ravel(), minlength=1)
         stuff = np.flatnonzero(areas > self.object_max_fraction * new.size)
         for k, m in self._memory.items():
             vis = int(areas[k]) if k < areas.size else 0
-            if vis >= _OCCLUDED * m.area:
+            if vis >= tn.occluded * m.area:
                 continue
             x, y = _pixels(m.vecs, h, w)
             xi0, yi0 = np.round(x).astype(np.int64), np.round(y).astype(np.int64)
@@ -600,17 +590,17 @@ class FlowPropagator:
                 yi = np.clip(yi0 + dy, 0, h - 1)
                 for dx in range(-reach, reach + 1, step):
                     xi = (xi0 + dx) % w
-                    score = float((_dist2(lab[yi, xi], m.lab) <= _COLOR_MATCH ** 2).mean())
+                    score = float((_dist2(lab[yi, xi], m.lab) <= tn.color_match ** 2).mean())
                     if score > best:
                         best, best_xy = score, (xi, yi)
-            if best < (_REACQUIRE if vis == 0 else 0.5 * _REACQUIRE):
+            if best < (tn.reacquire if vis == 0 else 0.5 * tn.reacquire):
                 continue
             xi, yi = best_xy
             dist = np.sqrt(_dist2(lab[yi, xi], m.lab))
             near = np.zeros((h, w), bool)
-            near[yi[dist <= 2 * _COLOR_MATCH], xi[dist <= 2 * _COLOR_MATCH]] = True
+            near[yi[dist <= 2 * tn.color_match], xi[dist <= 2 * tn.color_match]] = True
             match = np.zeros((h, w), bool)
-            match[yi[dist <= _COLOR_MATCH], xi[dist <= _COLOR_MATCH]] = True
+            match[yi[dist <= tn.color_match], xi[dist <= tn.color_match]] = True
             near, match = self._close(near), self._close(match)
             cur = new[near]
             # free: unlabeled, background, unsure -- or another object's pixel that shows this
@@ -699,13 +689,13 @@ def _lab(frame: np.ndarray) -> np.ndarray:
 
 
 def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: np.ndarray, field: np.ndarray,
-              radius: int, wrap: bool) -> np.ndarray:
+              radius: int, wrap: bool, switch_margin: float) -> np.ndarray:
     """Re-decide labels by colour against the labels *in each pixel's neighbourhood*.
 
     Every pixel gets the label whose local mean colour (over the trusted pixels of that label
     within ``radius``) is closest: freely where the motion is ``unsure``; under ``review`` (the
     pixels along the outlines) only when another label is closer than its own by
-    ``_SWITCH_MARGIN`` (a pixel the flow carries consistently but with the wrong label, e.g. an
+    ``switch_margin`` (a pixel the flow carries consistently but with the wrong label, e.g. an
     object coming out from behind an occluder, is handed back; texture noise does not flip
     labels). A pixel that changes label takes, in ``field`` (updated in place), the local mean
     key-frame direction of its new label's pixels, so it is read from the key frame with that
@@ -725,7 +715,7 @@ def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: n
             return np.concatenate([a[:, -pad:], a, a[:, :pad]], axis=1)
 
         fp = wp(field)
-        out = _redecide(wp(labels), wp(unsure), wp(review), wp(lab), fp, radius, False)
+        out = _redecide(wp(labels), wp(unsure), wp(review), wp(lab), fp, radius, False, switch_margin)
         field[:] = fp[:, pad:pad + w]
         return np.ascontiguousarray(out[:, pad:pad + w])
     ksize = (2 * radius + 1, 2 * radius + 1)
@@ -761,7 +751,7 @@ def _redecide(labels: np.ndarray, unsure: np.ndarray, review: np.ndarray, lab: n
         best = np.full(z.shape, np.inf, np.float32)
         choice = lb.copy()
         for k, d in dists.items():
-            ok = (d < best) & ((u & (d < own)) | (rv & (d < own - _SWITCH_MARGIN)))
+            ok = (d < best) & ((u & (d < own)) | (rv & (d < own - switch_margin)))
             best[ok] = d[ok]
             choice[ok] = k
         take = z & (choice != lb)
@@ -794,4 +784,4 @@ def build_propagator(config, width: int, store=None):
 
         raise ConfigError(f"unknown propagator backend {pc.backend!r}")
     return FlowPropagator(pc.flow_width, pc.wrap_pad_ratio, min_area_px=min_area,
-                          seam_aware=pc.seam_aware)
+                          seam_aware=pc.seam_aware, tuning=pc.tuning.flow)

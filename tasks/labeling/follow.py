@@ -152,8 +152,9 @@ class TrackingPass:
         if rc.keyframe_interval_s > 0:
             self.key_every = max(self.step, int(round(rc.keyframe_interval_s * fps / self.step)) * self.step)
         # the per-object trigger watches objects of some size; slivers come and go by themselves
-        self.min_area = max(4 * config.min_area(width, config.propagate.min_area_px_at_2048),
-                            int(5e-4 * width * width / 2))
+        ct = config.propagate.tuning.checks
+        self.min_area = max(int(ct.watch_min_area_factor * config.min_area(width, config.propagate.min_area_px_at_2048)),
+                            int(ct.watch_min_share * width * width / 2))
         self.r0 = coverage(first, rc.coverage)
         self.rho = self.r0 - rc.tau * self.step
         self.state = RelinkState()
@@ -298,7 +299,7 @@ class TrackingPass:
             ask = self.question(prev_rgb, prev_idm, frame) if self.question is not None and before else None
             idm, event = route_and_fill(idm, prev_idm, lab, to_lab(prev_rgb) if prev_rgb is not None else None,
                                         self.tracks, frame=t, annotate=self.annotate, rgb=frame,
-                                        min_area=self.min_area, ask=ask)
+                                        min_area=self.min_area, ask=ask, tuning=self.config.propagate.tuning.mcr)
             event.update(trigger=reasons, mode="mcr", coverage_before=round(cov, 4),
                          coverage_after=round(coverage(idm, rc.coverage), 4))
             self.events.append(event)
@@ -307,10 +308,11 @@ class TrackingPass:
         elif reasons:
             fresh = self.annotate(frame)
             may_merge = self.contacts.may_merge if self.contacts is not None else None
+            rt = self.config.propagate.tuning.relink
             idm, event = relink(idm, fresh, self.tracks, frame=t, reid_iou=rc.reid_iou, lab=lab, state=self.state,
-                                max_lost_frames=int(round(3 * self.fps)),
+                                max_lost_frames=int(round(rt.reid_max_lost_s * self.fps)),
                                 hidden=self.counter.hidden_objects(idm.shape), min_new_area=self.min_area,
-                                keep_unmatched=rc.keep_unmatched_tracks, may_merge=may_merge)
+                                keep_unmatched=rc.keep_unmatched_tracks, may_merge=may_merge, tuning=rt)
             p = self.prompts.at(t, idm.shape[1]) if self.prompts is not None else None
             if p is not None:
                 idm = prompts_mod.apply(idm, p)

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.config import McrTuning
 from tasks.geometry.components import wrap_components
 from tasks.labeling.sdr import FrameObjects
 from tasks.labeling.tracks import Track
 
-_EXISTING_SHARE = 0.3     # share of a blank region that must lie on one track at t-1
-_SAME_COLOR = 20.0        # CIELAB distance under which a blank pixel still looks like the track
-_JOIN_SHARE = 0.3         # share of an entity's labeled pixels on one track that joins it
+# The thresholds that change labels are fields of McrTuning (propagate.tuning.mcr in
+# tasks/config.py), with their defaults and why (issue 12 point 10).
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Region:
 
 
 def blank_regions(idmap: np.ndarray, prev: np.ndarray | None, min_area: int,
-                  things: set[int] | None = None) -> list[Region]:
+                  things: set[int] | None = None, existing_share: float = McrTuning().existing_share) -> list[Region]:
     """Blank regions and their route. Only objects (``things``; all ids when None) count for the
     existing branch: background under a blank region is for the SDR to name again."""
     comp, n = wrap_components(idmap == 0)
@@ -65,9 +65,9 @@ def blank_regions(idmap: np.ndarray, prev: np.ndarray | None, min_area: int,
             keep = (ids > 0) if things is None else np.isin(ids, np.array(sorted(things), dtype=ids.dtype))
             ids, counts = ids[keep], counts[keep]
             shares = sorted((counts / areas[c]).tolist(), reverse=True)
-            if ids.size and counts.max() >= _EXISTING_SHARE * areas[c]:
+            if ids.size and counts.max() >= existing_share * areas[c]:
                 prev_track = int(ids[np.argmax(counts)])
-        two_tracks = len(shares) > 1 and shares[1] >= _EXISTING_SHARE
+        two_tracks = len(shares) > 1 and shares[1] >= existing_share
         route = "border" if seam else ("existing" if prev_track is not None else "new")
         out.append(Region(m, route, (seam and prev_track is not None) or two_tracks, prev_track))
     return out
@@ -85,10 +85,14 @@ def route_and_fill(
     rgb: np.ndarray,
     min_area: int,
     ask=None,           # optional callable(region mask, track id) -> bool | None: the VLM question
+    tuning: McrTuning | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Fill the blank regions of ``idmap`` by their branch. Updates ``tracks`` in place."""
+    """Fill the blank regions of ``idmap`` by their branch. Updates ``tracks`` in place.
+    ``tuning``: the thresholds (propagate.tuning.mcr; its defaults when None)."""
+    tn = tuning if tuning is not None else McrTuning()
     out = idmap.copy()
-    regions = blank_regions(idmap, prev, min_area, {tid for tid, tr in tracks.items() if tr.isthing})
+    regions = blank_regions(idmap, prev, min_area, {tid for tid, tr in tracks.items() if tr.isthing},
+                            tn.existing_share)
     event = {"frame": frame, "regions": len(regions), "routes": {"border": 0, "existing": 0, "new": 0},
              "ambiguous": 0, "asked": 0, "joined": [], "created": [], "filled_px": 0}
     if not regions:
@@ -113,7 +117,7 @@ def route_and_fill(
             was = prev == r.prev_track
             color = prev_lab[was].mean(axis=0) if was.any() else None
             if color is not None:
-                same = todo & (np.linalg.norm(frame_lab - color, axis=2) <= _SAME_COLOR)
+                same = todo & (np.linalg.norm(frame_lab - color, axis=2) <= tn.same_color)
                 out[same] = r.prev_track
                 todo &= ~same
                 event["filled_px"] += int(same.sum())
@@ -122,17 +126,19 @@ def route_and_fill(
                 half = w // 2
                 r_objs = annotate(np.roll(rgb, half, axis=1))
                 rolled = FrameObjects(np.roll(r_objs.idmap, -half, axis=1), r_objs.objects, r_objs.stats)
-            todo = _assign_from(rolled, todo, out, idmap, tracks, stuff_track, frame, min_area, event, join=True)
+            todo = _assign_from(rolled, todo, out, idmap, tracks, stuff_track, frame, min_area, event, join=True,
+                                join_share=tn.join_share)
         if todo.any():
             if fresh is None:
                 fresh = annotate(rgb)
-            _assign_from(fresh, todo, out, idmap, tracks, stuff_track, frame, min_area, event, join=False)
+            _assign_from(fresh, todo, out, idmap, tracks, stuff_track, frame, min_area, event, join=False,
+                         join_share=tn.join_share)
     return out, event
 
 
 def _assign_from(objs: FrameObjects, todo: np.ndarray, out: np.ndarray, current: np.ndarray,
                  tracks: dict[int, Track], stuff_track: dict[str, int], frame: int, min_area: int,
-                 event: dict, *, join: bool) -> np.ndarray:
+                 event: dict, *, join: bool, join_share: float) -> np.ndarray:
     """Give the ``todo`` pixels the ids of the SDR objects covering them; returns what is left."""
     left = todo.copy()
     for oid in np.unique(objs.idmap[todo]).tolist():
@@ -147,7 +153,7 @@ def _assign_from(objs: FrameObjects, todo: np.ndarray, out: np.ndarray, current:
             if outside.any():
                 ids, counts = np.unique(current[outside], return_counts=True)
                 best = int(ids[np.argmax(counts)])
-                if counts.max() >= _JOIN_SHARE * outside.sum() and best in tracks:
+                if counts.max() >= join_share * outside.sum() and best in tracks:
                     target = best
                     event["joined"].append(best)
         if target is None and not obj["isthing"]:

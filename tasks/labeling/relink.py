@@ -19,10 +19,12 @@ objects the SDR does not find again lose their track. We keep the first three an
 A new thing becomes a track only from a minimal size: mid-video, a speck is far more often a
 fragment than an arrival, and an arriving object grows until a later check finds it.
 
-A matched thing keeps its own mask when the fresh one agrees with it (IoU >= 0.7) or when a
-person prompted it: the refresh confirms the object, it does not replace a temporally
-consistent mask by a single-frame guess. Stuff always takes the fresh mask (that is how the
-background's holes and drift get repaired).
+A matched thing keeps its own mask when the fresh one agrees with it (IoU >= 0.7): the refresh
+confirms the object, it does not replace a temporally consistent mask by a single-frame guess.
+Stuff always takes the fresh mask (that is how the background's holes and drift get repaired).
+A person's prompt is authoritative: a prompted track keeps its own id and mask at every refresh
+(never the class catch-all), except that a prompted *stuff* region yields to small objects of
+another colour the fresh SDR found on it -- those are in front of it (:func:`_in_front_of`).
 
 One class per track: a matched track keeps its class, except that ``unknown`` is upgraded when
 the new SDR names the object.
@@ -37,6 +39,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from tasks.config import RelinkTuning
 from tasks.geometry.components import spherical_centroid
 from tasks.geometry.erp import lonlat_axes, lonlat_to_vec, row_solid_angles, spherical_area, vec_to_lonlat
 from tasks.geometry.rotation import rotate_lonlat
@@ -45,13 +48,8 @@ from tasks.labeling.sdr import FrameObjects
 from tasks.labeling.tracks import Track
 from tasks.vocabulary import UNKNOWN
 
-_KEEP_IOU = 0.7        # a matched track this close to the fresh mask keeps its own (temporally consistent) mask
-_PART_OF = 0.7          # share of a new mask inside one track that makes it part of that track
-_PART_TOUCH = 0.2       # ... or this share, when the piece is smaller than the track and looks like it or borders it
-_PART_COLOR = 15.0      # CIELAB distance under which a piece "looks like" the track
-_ABSORBED = 0.8         # share of an unmatched track inside another track's fresh mask that makes it a piece of it
-_REID_COLOR = 18.0      # max CIELAB distance of mean colours for re-identification
-_REID_ANGLE = 2.5       # max angular distance, in units of the lost track's angular radius
+# The thresholds that change labels are fields of RelinkTuning (propagate.tuning.relink in
+# tasks/config.py), with their defaults and why (issue 12 point 10).
 
 
 @dataclass
@@ -169,13 +167,16 @@ def relink(
     min_new_area: int = 0,
     keep_unmatched: bool = True,
     may_merge: Callable[[int, int], bool] | None = None,
+    tuning: RelinkTuning | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Merge a fresh SDR result ``new`` into the current id map. Updates ``tracks`` in place.
 
     ``may_merge(piece, whole)`` says whether the caller can merge track ``piece`` into track
     ``whole`` (it knows their history); merged pieces are listed in ``event["merged"]`` as
-    ``[piece, whole, share]`` and marked ``merged_into`` in ``tracks``.
+    ``[piece, whole, share]`` and marked ``merged_into`` in ``tracks``. ``tuning``: the thresholds
+    (propagate.tuning.relink; its defaults when None).
     """
+    tn = tuning if tuning is not None else RelinkTuning()
     assigned: dict[int, int] = {}
     keep_own: set[int] = set()
     event = {"frame": frame, "matched": 0, "stuff_merged": 0, "parts": 0, "reidentified": [], "new": [],
@@ -193,7 +194,7 @@ def relink(
         used_tracks.add(t)
         event["matched"] += 1
         tr = tracks.get(t)
-        if tr is not None and (tr.origin == "prompt" or (tr.isthing and iou >= _KEEP_IOU)):
+        if tr is not None and (tr.origin == "prompt" or (tr.isthing and iou >= tn.keep_iou)):
             keep_own.add(t)
         cat = new.objects[n]["category"]
         if tr is not None and tr.category == UNKNOWN and cat != UNKNOWN:
@@ -224,21 +225,21 @@ def relink(
             event["stuff_merged"] += 1
             continue
         c, t = cover_of.get(n, (0.0, 0))
-        if obj["isthing"] and (c >= _PART_OF or (c >= _PART_TOUCH and (
-                _looks_like_part(new.idmap == n, current == t, lab)
+        if obj["isthing"] and (c >= tn.part_of or (c >= tn.part_touch and (
+                _looks_like_part(new.idmap == n, current == t, lab, tn.part_color)
                 or _beside_its_own_pieces(new.idmap, n, t, assigned, current == t)))):
             assigned[n] = t
             event["parts"] += 1
             continue
         b, t = contains.get(n, (0.0, 0))
-        if obj["isthing"] and b >= _PART_OF and t not in used_tracks:
+        if obj["isthing"] and b >= tn.part_of and t not in used_tracks:
             assigned[n] = t
             used_tracks.add(t)
             event["completed"] = event.get("completed", 0) + 1
             continue
-        back = _from_hidden(new.idmap == n, obj, hidden, tracks, set(assigned.values()))
+        back = _from_hidden(new.idmap == n, obj, hidden, tracks, set(assigned.values()), tn.part_of)
         if back is None:
-            back = _reidentify(new.idmap == n, obj, lab, state, frame, max_lost_frames, tracks)
+            back = _reidentify(new.idmap == n, obj, lab, state, frame, max_lost_frames, tracks, tn)
         if back is not None:
             assigned[n] = back
             if state is not None:
@@ -261,7 +262,7 @@ def relink(
     out = lut[new.idmap]
     present = set(np.unique(current).tolist()) - {0}
     merged = _pieces_seen_whole(current, out, present - set(assigned.values()), tracks, may_merge,
-                                set(event["new"]))
+                                set(event["new"]), tn.absorbed)
     # A person's prompt is authoritative: a prompted track keeps its own mask whether the fresh
     # SDR matched it or not, and over whatever the fresh SDR put there (on re-shot real panoramas
     # fresh regions took parts of prompted objects: pannellum "lake right" J 0.66 in 2 tracks
@@ -282,7 +283,12 @@ def relink(
     if missing:
         free = (out == 0) | isstuff[out]
         for t in missing:
-            m = (current == t) & (True if t in prompted else free)
+            if t in prompted and tracks[t].isthing:
+                m = current == t
+            elif t in prompted:
+                m = (current == t) & ~_in_front_of(out, current == t, tracks, lab, tn)
+            else:
+                m = (current == t) & free
             if m.any():
                 out[m] = t
                 if t in unmatched:   # re-added although the fresh SDR did not find it again
@@ -306,7 +312,48 @@ def relink(
     return out, event
 
 
-def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids) -> dict[int, tuple[int, float]]:
+def _in_front_of(out: np.ndarray, own: np.ndarray, tracks: dict[int, Track], lab: np.ndarray | None,
+                 tn: RelinkTuning) -> np.ndarray:
+    """Pixels of fresh objects in front of a prompted stuff region ``own`` (its current mask):
+    a thing that is not prompted, lies mostly inside it (``part_of``), is small beside it
+    (under ``part_touch`` of its area) and differs in colour from its part around it.
+
+    A prompted stuff region takes back everything else the fresh SDR put on it: on the re-shot
+    pannellum panorama large fresh regions cut "lake right" in two (J 0.66, issue 10). But an
+    object that arrives in front of a prompted sky is not part of the sky (synthetic still clip,
+    seed 3: the bird that appears mid-clip was painted over by the sky at every refresh and never
+    tracked, J&F 0.81)."""
+    front = np.zeros(out.shape, bool)
+    if lab is None:
+        return front
+    area = int(own.sum())
+    ids, counts = np.unique(out[own], return_counts=True)
+    for u, inside in zip(ids.tolist(), counts.tolist()):
+        tu = tracks.get(u)
+        if u == 0 or tu is None or not tu.isthing or tu.origin == "prompt":
+            continue
+        piece = out == u
+        size = int(piece.sum())
+        if inside < tn.part_of * size or size >= tn.part_touch * area:
+            continue
+        if not _same_colour_around(piece, own, lab, tn.part_color):
+            front |= piece
+    return front
+
+
+def _same_colour_around(piece: np.ndarray, own: np.ndarray, lab: np.ndarray, max_dist: float) -> bool:
+    """Mean colour of ``piece`` within ``max_dist`` (CIELAB) of ``own``'s pixels around it (a ring of
+    a quarter of the piece's size): local, so a textured or multi-coloured region is compared
+    with its part next to the piece, not with its average."""
+    ys, xs = np.nonzero(piece)
+    r = int(max(3, 0.25 * max(np.ptp(ys) + 1, np.ptp(xs) + 1)))
+    ring = cv2.dilate(piece.view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool) & own & ~piece
+    if not ring.any():
+        return True
+    return float(np.linalg.norm(lab[piece].mean(axis=0) - lab[ring].mean(axis=0))) <= max_dist
+
+
+def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids, absorbed: float) -> dict[int, tuple[int, float]]:
     """Unmatched thing tracks lying mostly inside the fresh mask of one other thing track.
 
     Prompted tracks are a person's word and are never merged either way; the classes must
@@ -323,7 +370,7 @@ def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids) -> d
         k = int(np.argmax(counts))
         u, share = int(ids[k]), float(counts[k] / counts.sum())
         tu = tracks.get(u)
-        if (u in (0, t) or u in new_ids or share < _ABSORBED or tu is None or not tu.isthing
+        if (u in (0, t) or u in new_ids or share < absorbed or tu is None or not tu.isthing
                 or tu.origin == "prompt" or (tr.category != tu.category and UNKNOWN not in (tr.category, tu.category))):
             continue
         if may_merge(t, u):
@@ -331,11 +378,11 @@ def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids) -> d
     return found
 
 
-def _looks_like_part(piece: np.ndarray, track: np.ndarray, lab: np.ndarray | None) -> bool:
+def _looks_like_part(piece: np.ndarray, track: np.ndarray, lab: np.ndarray | None, max_dist: float) -> bool:
     """A piece smaller than a track it overlaps, with the same colour: the segmentor split it."""
     if lab is None or piece.sum() >= 0.5 * track.sum():
         return False
-    return float(np.linalg.norm(lab[piece].mean(axis=0) - lab[track].mean(axis=0))) <= _PART_COLOR
+    return float(np.linalg.norm(lab[piece].mean(axis=0) - lab[track].mean(axis=0))) <= max_dist
 
 
 def _beside_its_own_pieces(idmap: np.ndarray, n: int, t: int, assigned: dict[int, int], track: np.ndarray) -> bool:
@@ -354,7 +401,7 @@ def _beside_its_own_pieces(idmap: np.ndarray, n: int, t: int, assigned: dict[int
     return any(assigned.get(int(k)) == t for k in np.unique(idmap[ring]).tolist())
 
 
-def _from_hidden(mask, obj, hidden, tracks, taken) -> int | None:
+def _from_hidden(mask, obj, hidden, tracks, taken, part_of: float) -> int | None:
     """A new thing where the propagator expects a hidden (occluded) track to reappear."""
     if not hidden or not obj["isthing"]:
         return None
@@ -371,12 +418,12 @@ def _from_hidden(mask, obj, hidden, tracks, taken) -> int | None:
             continue
         # a re-emerging object is partly visible: judge by how much of it lies where expected
         score = inter / area
-        if score >= _PART_OF and score > best_iou:
+        if score >= part_of and score > best_iou:
             best, best_iou = tid, score
     return best
 
 
-def _reidentify(mask, obj, lab, state, frame, max_lost_frames, tracks) -> int | None:
+def _reidentify(mask, obj, lab, state, frame, max_lost_frames, tracks, tn: RelinkTuning) -> int | None:
     if lab is None or state is None or not obj["isthing"] or not state.lost:
         return None
     look = _look(mask, lab, frame)
@@ -391,8 +438,8 @@ def _reidentify(mask, obj, lab, state, frame, max_lost_frames, tracks) -> int | 
             continue
         d_color = float(np.linalg.norm(look.color - lost.color))
         d_angle = _angle(look.centroid, lost.centroid) / max(lost.radius, 1e-6)
-        if d_color <= _REID_COLOR and d_angle <= _REID_ANGLE:
-            score = d_color / _REID_COLOR + d_angle / _REID_ANGLE
+        if d_color <= tn.reid_color and d_angle <= tn.reid_angle:
+            score = d_color / tn.reid_color + d_angle / tn.reid_angle
             if best_d is None or score < best_d:
                 best, best_d = tid, score
     return best
