@@ -59,8 +59,9 @@ class VideoConfig(_Section):
         # tasks/video/frames.Mp4Writer) needs both sides even, and ERP frames are exactly 2:1.
         # Checked here, before any work (issue 12: `--width 66` failed in qa, after the whole run).
         if self.width is not None and self.width % 4:
-            raise ValueError(f"video.width must be a multiple of 4 (ERP frames are exactly 2:1 and the height "
-                             f"{self.width / 2:g} must be even for the preview encoder); try {self.width - self.width % 4}")
+            raise ValueError(f"video.width must be even and a multiple of 4 (ERP frames are exactly 2:1 and the "
+                             f"height {self.width / 2:g} must be even for the preview encoder); "
+                             f"try {self.width - self.width % 4}")
         if self.max_width % 4:
             raise ValueError(f"video.max_width must be a multiple of 4 (even width and height); try "
                              f"{self.max_width - self.max_width % 4}")

@@ -108,7 +108,7 @@ def test_width_66_is_refused_before_any_work(tmp_path, video, capsys):
     store = tmp_path / "store"
     err = _refused(capsys, 2, "label", str(video), "--out", str(tmp_path / "o"), "--width", "66",
                    "--store", str(store), "--no-progress")
-    assert "video.width must be a multiple of 4" in err and "try 64" in err
+    assert "video.width must be even and a multiple of 4" in err and "try 64" in err
     _nothing_done(store)
     assert _refused(capsys, 2, "config", "--set", "video.max_width=1022")
 
