@@ -94,6 +94,11 @@ def label_video(
             validation_error = str(exc)
             break
         times[stage] = round(r.seconds, 3)
+        if stage == "decode" and data is not None:
+            # the frame count and size are known now: prompts past the end are refused before the
+            # proposals, the slow part, not after them in sdr (issue 12: checks before the work)
+            prompts_mod.check_against_video(prompts, int(r.stats["frames"]), int(r.stats["width"]),
+                                            where=str(prompts_file), video_id=video_id)
     n_objects = _export(store, video_id, config.hash, out_dir)
     frames = json.loads((out_dir / "annotations.json").read_text())["videos"][0]["length"]
     return LabelResult(out_dir, video_id, config.hash, frames, n_objects, round(time.perf_counter() - t0, 3), times,

@@ -199,6 +199,21 @@ def test_prompts_made_for_another_video_are_refused(tmp_path, video, capsys):
     assert f"made for video {other}" in err and uid in err
 
 
+def test_prompts_past_the_last_frame_are_refused_before_the_proposals(tmp_path, video, capsys):
+    uid, _ = content_id(video)
+    doc = _prompts_doc(uid, {5: _box(40, 80, 100, 140)}, frame=0)
+    for a in doc["annotations"]:   # the document says 20 frames; the video has 10
+        a["segmentations"] += [None] * 9 + [a["segmentations"][0]]
+    doc["videos"][0]["length"] = 20
+    p = tmp_path / "prompts.json"
+    p.write_text(json.dumps(doc))
+    store = tmp_path / "store"
+    err = _refused(capsys, 7, "label", str(video), "--out", str(tmp_path / "o"), "--prompts", str(p),
+                   "--store", str(store), "--no-progress")
+    assert "a prompt is given for frame 19, but the video has 10 frames" in err
+    assert list(store.rglob("decode/_MANIFEST.json")) and not list(store.rglob("propose/_MANIFEST.json"))
+
+
 @pytest.mark.parametrize("counts", ["garbage!!", "", "\u00e9t\u00e9", [5], [-5, 32763], 12, ["a"], [1.5, 32766]])
 def test_garbage_rle_counts_in_prompts(tmp_path, video, capsys, counts):
     uid, _ = content_id(video)
