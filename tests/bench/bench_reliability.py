@@ -346,6 +346,26 @@ def quarantine_rows(tmp: Path) -> None:
         f"release exit {r.returncode}; then listed {len(quarantined())}; audit records {len(audit)}", shown(args),
         p.returncode == 3 and [(x["key"], x["reason"]) for x in q] == [("raw/notes.mp4", "not_a_video")]
         and r.returncode == 0 and quarantined() == [] and len(audit) == 1)
+    # a stream whose frames cannot be decoded (container whole): content, quarantined by decode
+    # under its raw key (issue 12 point 9: the record had "key": null; ffmpeg's exit 69 was exit 1)
+    bad = tmp / "damaged.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x64:rate=10", "-frames:v", "20", "-c:v", "mjpeg", "-q:v", "5", bad)
+    data = bytearray(bad.read_bytes())
+    soi = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    for i in soi[2:17]:
+        data[i:i + 400] = bytes(400)
+    bad.write_bytes(bytes(data))
+    tasks_cmd("upload", bad, "--key", "raw/2026/damaged.mp4", "--store", store)
+    p1 = tasks_cmd("ingest", "--key", "raw/2026/damaged.mp4", "--store", store)
+    dvid = json.loads(p1.stdout)["video_id"] if p1.returncode == 0 else "?"
+    args = ["decode", "--video-id", dvid, "--store", store]
+    p = tasks_cmd(*args)
+    q = [x for x in quarantined() if isinstance(x, dict) and x.get("id") == dvid]
+    row("damaged stream at decode", "MJPEG mp4, 15 of 20 frames without JPEG data (ffprobe sees 20 packets)",
+        "ingest exit 0; decode exit 3 'damaged', quarantined under its raw key (was: exit 1, key null)",
+        f"ingest exit {p1.returncode}; decode exit {p.returncode}; record {[(x['key'], x['reason'], x['stage']) for x in q]}",
+        shown(args), p1.returncode == 0 and p.returncode == 3
+        and [(x["key"], x["reason"], x["stage"]) for x in q] == [("raw/2026/damaged.mp4", "damaged", "decode")])
     # two release processes racing on a fresh store holding the same labels
     race = tmp / "rstore"
     shutil.copytree(store, race, ignore=shutil.ignore_patterns("releases", "quarantine", "audit"))
