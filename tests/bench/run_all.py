@@ -126,7 +126,9 @@ NOTES = {
         "rows send to a real HTTP listener on loopback with LEADER360V_S3_SECRET_KEY and LEADER360V_LLM_API_KEY "
         "set. *ok* = observed exit code and store contents as expected. Two-process rows: the second process "
         "starts one second after the first holds the stage's lease; every committed manifest's sha256 is "
-        "compared with the stored files."),
+        "compared with the stored files. Quarantine/release rows label one synth clip, publish v1, then try "
+        "the settings mistakes of issue 12 point 1 on it; the two `release` processes start together on a copy of "
+        "that store without releases."),
     "propagation_gpu": (
         "The GPU case of `bench_propagation_memory.py`: frames per second and peak GPU memory of the streamed SAM2 "
         "propagator at image size 1024 on a 2048x1024 synthetic clip with 1, 5 and 20 prompted objects, Hiera "
