@@ -121,14 +121,18 @@ def test_every_stage_is_a_pod_with_its_table_row(kube):
     # the pods of one video are chained through the upstream pod's XCom keys, not helper tasks
     assert tasks["video.ingest"]["arguments"][:3] == ["ingest", "--key", "<mapped>"]
     assert tasks["video.decode"]["arguments"][:5] == ["decode", "--video-id", "<video_id>", "--run", "<run>"]
-    assert {t["type"] for name, t in tasks.items() if not name.startswith("video.")} == {"_PythonDecoratedOperator"}
+    others = {name: t["type"] for name, t in tasks.items() if not name.startswith("video.")}
+    # the human gate (issue 15) waits in Airflow itself (no pod, no worker slot), one per flagged video
+    assert others.pop("review_gate") == "MappedOperator" and others.pop("record_approval") == "DecoratedMappedOperator"
+    assert set(others.values()) == {"_PythonDecoratedOperator"}
     # the release DAG's tasks stay worker tasks, sized for the KubernetesExecutor
     for name, t in kube["dags"]["leader360v_release"]["tasks"].items():
         assert t["executor_config"] == ["pod_override"], name
 
 
 def test_local_mode_has_no_pod_and_never_imports_the_provider(local):
-    types = {t["type"] for d in local["dags"].values() for t in d["tasks"].values()}
+    types = {t["type"] for d in local["dags"].values() for name, t in d["tasks"].items()
+             if name not in ("review_gate", "record_approval", "revise")}   # issue 15: mapped per video
     assert types == {"_PythonDecoratedOperator"}
     assert local["pods"] == {} and local["provider_imported"] is False
     assert all(t["executor_config"] == [] for t in local["dags"]["leader360v_release"]["tasks"].values())
