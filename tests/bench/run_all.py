@@ -31,6 +31,7 @@ BENCHES = {
     "reliability": ("bench_reliability.py", "Reliability: bad inputs, leaked secrets, concurrent writers (issue 12)"),
     "model_store": ("bench_model_store.py", "Model store round trip (import, verify, load) of a 200 MB model folder"),
     "gpu_backends": ("bench_gpu.py", "Production backends on a GPU (SAM2 entities, OneFormer voters, SAM2 propagation)"),
+    "revision": ("bench_revision.py", "Manual revision: frames a reviewer corrects to reach J&F >= 0.95, vs from scratch"),
 }
 # extra arguments per benchmark
 # real: 30 frames per re-shot clip and no `propagate.backend=warp` pipeline run (the independent warp
@@ -42,6 +43,14 @@ ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"],
 NEEDS_HARDWARE = {"propagation_gpu", "gpu_backends"}
 
 NOTES = {
+    "revision": (
+        "Issue 15 §5. Synthetic clips (512x256, 3 s at 10 fps, handheld camera, seeds 1 and 2) whose true labels get "
+        "one injected error each (an ID switch from the middle frame on, a missed object, an object split at the "
+        "left/right border, a wrong class) or all four; a simulated reviewer corrects the worst frame (replaced by "
+        "the true labels), the corrections are re-followed forward and backward (`tasks/review/refollow.py`, CPU "
+        "flow propagator), until J&F >= 0.95 (`frames_to_jf95`) and no ID switch or seam split is left "
+        "(`frames_to_clean`). `from_scratch` starts from no labels with the same propagation; `by_hand` is every "
+        "frame drawn. A wrong class costs a class edit and no frame (J&F does not see classes)."),
     "model_store": (
         "Issue 13 §3. A folder as `save_pretrained` writes it (config.json + one 200 MB model.safetensors of random "
         "float32) imported into a local store (hash + copy, manifest last), verified (every byte read back and "
