@@ -60,10 +60,14 @@ _VENDOR = {
     "bootstrap-table-filter-control.min.js": "bootstrap-table-filter-control.min.js",
     "bootstrap-table-filter-control.css": "bootstrap-table-filter-control.min.css",
     "bootstrap-table-filter-control.min.css": "bootstrap-table-filter-control.min.css",
+    "bootstrap-datepicker.min.js": "bootstrap-datepicker.min.js",
+    "bootstrap-datepicker.min.css": "bootstrap-datepicker.min.css",
 }
 _CDN_ATTR = re.compile(r'''(?P<attr>src|href)=(?P<q>["'])(?P<url>https?://[^"']+)(?P=q)''')
 _CDN_TAG = re.compile(r'''<(script|link|img)\b[^>]*?(?:src|href)=["']https?://[^"']+["'][^>]*?>(?:\s*</script>)?''',
                       re.IGNORECASE)
+_TAG = re.compile(r"<(?:script|link)\b[^>]*>", re.IGNORECASE)
+_SRI = re.compile(r"""\s(?:integrity|crossorigin)(?:=(?:"[^"]*"|'[^']*'|[^\s>]+))?""", re.IGNORECASE)
 _CDN_CSS_URL = re.compile(r'''url\(\s*["']?https?://[^)]*\)''')
 
 
@@ -77,6 +81,14 @@ def rewrite_data_docs(html: str, vendor_url: str) -> str:
         return m.group(0)
 
     html = _CDN_ATTR.sub(attr, html)
+
+    def local_tag(m):
+        # the CDN's subresource-integrity hash is of the CDN's bytes; the vendored copy is served by
+        # this app, same origin, behind the same login
+        tag = m.group(0)
+        return _SRI.sub("", tag) if f"{vendor_url}/" in tag else tag
+
+    html = _TAG.sub(local_tag, html)
     html = _CDN_TAG.sub("", html)
     html = _CDN_CSS_URL.sub("none", html)   # the logo behind the nav bar (inline style)
     # anchors to outside pages stay links, but no resource of the page is external any more
@@ -177,24 +189,30 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
     async def _no_release(request: Request, exc: views.ReleaseNotFound):
         return render(request, "error.html", 404, title="No such release", message=str(exc))
 
-    def guarded(fn, *a, **k):
+    def guarded(fn, *a, passthrough: tuple = (), **k):
         """Call a store reader; a store failure becomes the banner page, not a traceback."""
         try:
             return fn(*a, **k)
-        except (views.VideoNotFound, views.ReleaseNotFound, HTTPException):
+        except (views.VideoNotFound, views.ReleaseNotFound, HTTPException, *passthrough):
             raise
         except Exception as exc:  # noqa: BLE001 -- S3 errors, connection errors, permission errors
             log.exception("store read failed")
             raise StoreUnavailable(f"reading the store failed: {type(exc).__name__}: {exc}") from exc
+
+    def scanned_index():
+        """The store's scan; a store never scanned successfully is the banner page."""
+        cache = dash.cache()
+        index = guarded(cache.get)
+        if index.scanned_at is None:
+            raise StoreUnavailable(cache.error or "the store has not been scanned yet")
+        return index
 
     # -- overview -------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, dependencies=dep(auth.read_pipeline))
     def overview(request: Request):
         store = store_or_banner()
         cache = dash.cache()
-        index = guarded(cache.get)
-        if index.scanned_at is None:
-            raise StoreUnavailable(cache.error or "the store has not been scanned")
+        index = scanned_index()
         now = _dt.datetime.now(_dt.UTC)
         since = now - _dt.timedelta(days=dash.days)
         failed = _airflow(dash.airflow.failed_uploads, [], since)
@@ -203,16 +221,25 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
             data = dash._overview_cache[1]
         else:
             pending = views.unfinished_video_ids(index)
-            keys = guarded(views.source_keys, store, pending) if failed and pending else {}
+            try:
+                keys = views.source_keys(store, pending) if failed and pending else {}
+            except Exception:  # noqa: BLE001 -- without the keys an unfinished video counts as in progress
+                log.exception("reading the raw keys of unfinished videos failed")
+                keys = {}
             data = views.overview(index, days=dash.days, failed_uploads=failed, video_keys=keys, now=now)
             dash._overview_cache = (key, data)
         pools = _airflow(dash.airflow.pools, [])
-        rel = guarded(views.releases, store)
+        banner = cache.error
+        try:   # the overview still shows the last scan when the store stops answering
+            rel = views.releases(store)
+        except Exception as exc:  # noqa: BLE001 -- shown in the banner, logged
+            log.exception("reading the releases failed")
+            rel, banner = [], banner or f"reading the releases failed: {type(exc).__name__}: {exc}"
         series = {s: [data["per_day"][d][s] for d in data["days"]] for s in STATUSES}
         drows = [(s, data["durations"][s]["p50"], data["durations"][s]["p95"], data["durations"][s]["n"])
                  for s in STAGE_NAMES]
         return render(request, "overview.html", o=data, pools=pools, releases=rel, index=index, series=series,
-                      drows=drows,
+                      drows=drows, banner=banner,
                       scanned=_ago(index.scanned_at), title="Overview")
 
     @app.get("/videos", response_class=HTMLResponse, dependencies=dep(auth.read_pipeline))
@@ -220,7 +247,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
         if status is not None and status not in STATUSES:
             raise HTTPException(400, f"unknown status {status!r}; one of {', '.join(STATUSES)}")
         store_or_banner()
-        index = guarded(dash.cache().get)
+        index = scanned_index()
         return render(request, "videos.html", rows=views.videos_table(index, status=status, limit=limit),
                       status=status, title="Videos", scanned=_ago(index.scanned_at))
 
@@ -318,7 +345,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
         if confirm != video_id:
             raise HTTPException(400, "confirm the release by sending the video id as 'confirm'")
         try:
-            guarded(release_quarantine, store, video_id, by=by)
+            guarded(release_quarantine, store, video_id, by=by, passthrough=(NotQuarantined,))
         except NotQuarantined as exc:
             return render(request, "error.html", 404, title="Not quarantined", message=str(exc))
         guarded(dash.cache().refresh_now)
@@ -361,7 +388,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
             return RedirectResponse(f"{base(request)}/releases/{version}", status_code=307)
         store = store_or_banner()
         keys = _airflow(dash.airflow.run_keys, [], dag_id, run_id)
-        index = guarded(dash.cache().get)
+        index = scanned_index()
         by_key = _videos_by_key(store, index, keys, guarded)
         return render(request, "run.html", dag_id=dag_id, run_id=run_id, keys=keys, by_key=by_key,
                       index=index, title=f"Run {run_id}")
@@ -374,7 +401,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
                           message=f"task {task_id} [{map_index}] of run {run_id} is not a stage task of an upload "
                                   "(or has not rendered its upload key yet).")
         store = store_or_banner()
-        index = guarded(dash.cache().get)
+        index = scanned_index()
         vid = _videos_by_key(store, index, [key], guarded).get(key)
         if vid is None:
             return render(request, "error.html", 404, title="Not ingested",
@@ -439,10 +466,16 @@ def _colour_idmap(png: bytes, width: int) -> bytes:
     if ids is None:
         raise HTTPException(404, "the id map cannot be decoded")
     h = max(1, round(ids.shape[0] * width / ids.shape[1]))
-    small = cv2.resize(ids, (width, h), interpolation=cv2.INTER_NEAREST).astype(np.uint32)
-    # a fixed colour per id (Knuth's multiplicative hash), black for unlabeled
-    rgb = np.stack([(small * 2654435761 >> s) & 0xFF for s in (0, 8, 16)], axis=-1).astype(np.uint8)
-    rgb = (rgb // 2 + 96).astype(np.uint8)
-    rgb[small == 0] = 0
+    small = cv2.resize(ids, (width, h), interpolation=cv2.INTER_NEAREST)
+    # a fixed colour per id, the same on every thumbnail: an integer hash (splitmix64's finaliser)
+    # of the id, each channel in 60..255 so no track is near the black of unlabeled pixels
+    uniq, inv = np.unique(small, return_inverse=True)
+    x = uniq.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    lut = np.stack([60 + (x >> np.uint64(s)) % np.uint64(196) for s in (0, 16, 32)], axis=-1).astype(np.uint8)
+    lut[uniq == 0] = 0
+    rgb = lut[inv.reshape(small.shape)]
     ok, buf = cv2.imencode(".png", rgb)
     return buf.tobytes()

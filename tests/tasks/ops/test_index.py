@@ -1,0 +1,138 @@
+"""The dashboard's store scan (tasks/ops/index.py): statuses from real manifests, re-reads only what
+changed (manifest time), survives a restart through its index file, never blocks a warm reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from tasks import layout
+from tasks.ops.index import OpsCache, OpsIndex, index_path
+from tasks.storage import LocalStore
+
+
+@pytest.fixture
+def store(labeled_tiny, tmp_path):
+    """A private copy of the labeled tiny clip's store (tests here modify it)."""
+    src, vid, run, _ = labeled_tiny
+    shutil.copytree(src.root, tmp_path / "store")
+    return LocalStore(tmp_path / "store"), vid, run
+
+
+def _touch_later(path, seconds=5):
+    st = os.stat(path)
+    os.utime(path, (st.st_atime + seconds, st.st_mtime + seconds))
+
+
+def test_a_labeled_video_is_waiting_for_review_with_its_flags_and_timings(store):
+    s, vid, run = store
+    idx = OpsIndex(s).refresh()
+    v = idx.videos[vid]
+    qa = s.get_json(layout.manifest_key(vid, run, "qa"))
+    assert v.status() == ("review" if any(qa["stats"]["flags"].values()) else "ready")
+    assert v.newest_run.run == run and v.newest_run.flags == qa["stats"]["flags"]
+    assert set(v.newest_run.stages) == set(layout_stages())
+    # every stage's seconds read from its manifest (one video: within the newest-N window)
+    for stage, (mtime, secs) in v.newest_run.stages.items():
+        assert secs == pytest.approx(s.get_json(layout.manifest_key(vid, run, stage))["seconds"])
+
+
+def layout_stages():
+    from tasks.stages import STAGE_NAMES
+
+    return STAGE_NAMES
+
+
+def test_a_half_written_stage_does_not_count(store):
+    s, vid, run = store
+    s.delete(layout.manifest_key(vid, run, "validate"))   # outputs there, manifest not: not committed
+    s.put_json(layout.stage_prefix(vid, run, "validate") + "gx_report.json", {"partial": True})
+    v = OpsIndex(s).refresh().videos[vid]
+    assert "validate" not in v.newest_run.stages and v.status() == "in_progress"
+
+
+def test_rescan_rereads_only_manifests_whose_time_changed(store):
+    s, vid, run = store
+    idx = OpsIndex(s).refresh()
+    assert idx.reads > 0
+    idx.refresh()
+    assert idx.reads == 0                      # nothing changed: stats only
+    key = layout.manifest_key(vid, run, "qa")
+    m = s.get_json(key)
+    m["stats"]["flags"] = {}                   # a reviewer's re-run cleared every flag
+    s.put_json(key, m)
+    _touch_later(s.path(key))
+    idx.refresh()
+    assert idx.reads == 1                      # the new qa manifest only (flags and seconds in one read)
+    assert idx.videos[vid].status() == "ready"
+
+
+def test_an_older_pipelines_manifest_is_read_without_stats_or_seconds(store):
+    s, vid, run = store
+    for stage in layout_stages():
+        key = layout.manifest_key(vid, run, stage)
+        m = s.get_json(key)
+        for k in ("stats", "seconds", "config_hash", "code_version", "keys"):
+            m.pop(k, None)
+        s.put_json(key, m)
+    idx = OpsIndex(s).refresh()
+    v = idx.videos[vid]
+    assert v.status() == "ready"               # no flags recorded: nothing to review
+    secs = v.newest_run.stages["propagate"][1]
+    m = s.get_json(layout.manifest_key(vid, run, "propagate"))
+    assert secs is not None and secs >= 0      # from started/finished
+
+
+def test_quarantined_and_unknown_folders(store):
+    s, vid, run = store
+    other = "0123456789abcdef"
+    s.put_json(layout.quarantine_key(other), {"video_id": other, "reason": "truncated", "message": "cut off"})
+    s.put_json("videos/not-a-video-id/source.json", {})
+    idx = OpsIndex(s).refresh()
+    assert set(idx.videos) == {vid, other}
+    assert idx.videos[other].status() == "quarantined" and idx.videos[other].quarantine["reason"] == "truncated"
+
+
+def test_empty_store(tmp_path):
+    idx = OpsIndex(LocalStore(tmp_path)).refresh()
+    assert idx.videos == {} and idx.scanned_at is not None
+
+
+def test_a_restarted_process_answers_from_the_index_file_and_refreshes_in_the_background(store, tmp_path):
+    s, vid, run = store
+    first = OpsCache(s, cache_dir=tmp_path / "cache", refresh_s=3600)
+    first.get()
+    assert index_path(tmp_path / "cache", s).is_file()
+    restarted = OpsCache(s, cache_dir=tmp_path / "cache", refresh_s=0.0)
+    t = time.perf_counter()
+    idx = restarted.get()                      # from the file; a refresh starts in the background
+    assert idx.videos[vid].status() == first.index.videos[vid].status()
+    assert time.perf_counter() - t < 1.0
+    deadline = time.time() + 20
+    while restarted._refreshing and time.time() < deadline:
+        time.sleep(0.05)
+    assert restarted.error is None and restarted.index.scanned_at >= first.index.scanned_at
+
+
+def test_an_index_file_of_another_store_or_version_is_ignored(store, tmp_path):
+    s, vid, _ = store
+    path = index_path(tmp_path / "c", s)
+    path.parent.mkdir()
+    path.write_text(json.dumps({"version": 0, "store": s.uri(), "videos": {}}))
+    c = OpsCache(s, cache_dir=tmp_path / "c")
+    assert vid in c.get().videos               # rescanned, not the stale file
+    path.write_text("{broken")
+    assert vid in OpsCache(s, cache_dir=tmp_path / "c").get().videos
+
+
+def test_an_unreachable_store_is_an_error_not_an_exception(tmp_path):
+    from tasks.storage import open_store
+
+    s = open_store("s3://leader360v?endpoint=127.0.0.1:9&secure=false", access_key="a", secret_key="b", retries=0)
+    c = OpsCache(s, cache_dir=tmp_path)
+    idx = c.get()
+    assert idx.scanned_at is None and "127.0.0.1:9" in c.error
