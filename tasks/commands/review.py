@@ -96,8 +96,9 @@ def _cmd_export(args) -> int:
         print_json(export_cvat(store, args.video_id, run, args.out, config=load_run_config(store, args.video_id, run)))
     else:
         from tasks.review.labelstudio import export_labelstudio
+        from tasks.stages.runner import load_run_config
 
-        print_json(export_labelstudio(store, args.video_id, run, args.out))
+        print_json(export_labelstudio(store, args.video_id, run, args.out, config=load_run_config(store, args.video_id, run)))
     return 0
 
 
