@@ -12,7 +12,9 @@ good video forever).
 :func:`release_quarantine` lets a video back in (a record written by an older version for a
 configuration reason, a rejection that a fixed probe now accepts): it keeps an audit record of
 who released it, when, and the record it removed (``audit/quarantine/{video_id}/``), then removes
-the quarantine record, so the next run or discovery picks the upload up again. The ops dashboard
+the quarantine record, so the next run or discovery picks the upload up again: its upload time
+becomes the release time (the old one is in the audit record), so the next nightly run's data
+interval holds it. The ops dashboard
 (plugins) and ``python -m tasks quarantine list|release`` call exactly these two functions.
 """
 
@@ -140,15 +142,31 @@ def release_quarantine(store: ObjectStore, video_id: str, *, by: str) -> dict:
     except ValueError:
         record = {"video_id": vid, "reason": "unreadable"}
     now = _dt.datetime.now(_dt.UTC)
-    audit = {"video_id": vid, "key": record.get("key") if isinstance(record, dict) else None,
-             "released_by": by.strip(), "released_at": now.isoformat(timespec="seconds"),
+    key = record.get("key") if isinstance(record, dict) else None
+    audit = {"video_id": vid, "key": key, "released_by": by.strip(), "released_at": now.isoformat(timespec="seconds"),
              "record": record}
     akey = f"{audit_prefix(vid)}{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}.json"
     store.put_json(akey, audit)
+    audit["uploaded"] = _restamp_upload(store, key, now)
+    if audit["uploaded"]:
+        store.put_json(akey, audit)
     store.delete(qkey)
     log.warning("released quarantined video %s (%s) by %s; audit record %s", vid,
                 audit["record"].get("reason") if isinstance(record, dict) else "?", by, akey)
     return {**audit, "audit_key": akey}
+
+
+def _restamp_upload(store: ObjectStore, key: str | None, now: _dt.datetime) -> dict | None:
+    """Give a released upload the upload time ``now`` so that the next nightly run's data
+    interval finds it (a run labels the uploads *of its interval*: one uploaded last week would
+    otherwise wait for a manual run). The old time is returned for the audit record."""
+    from tasks.discovery import record_upload, upload_time
+
+    if not key or not key.startswith(layout.RAW) or not store.exists(key):
+        return None
+    before = upload_time(store, store.stat(key))
+    after = record_upload(store, key, uploaded=now)["uploaded"]
+    return {"before": before.isoformat(timespec="seconds"), "after": after}
 
 
 def release_history(store: ObjectStore, video_id: str) -> list[dict]:

@@ -7,6 +7,7 @@ through the command line a user types.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -112,7 +113,7 @@ def test_content_rejections_are_quarantined_and_a_released_one_is_picked_up_agai
     notes = tmp_path / "notes.mp4"
     notes.write_text("definitely not a video")
     for f, key in ((cut, "raw/n/cut.mp4"), (notes, "raw/n/notes.mp4"), (good, "raw/n/good.mp4")):
-        assert _cli(capsys, "upload", f, "--key", key, "--store", s)[0] == EXIT_OK
+        assert _cli(capsys, "upload", f, "--key", key, "--store", s, "--uploaded-at", "2026-01-05T08:00:00")[0] == EXIT_OK
     for key, reason in (("raw/n/cut.mp4", "truncated"), ("raw/n/notes.mp4", "not_a_video")):
         rc, _, err = _cli(capsys, "ingest", "--key", key, "--store", s)
         assert rc == EXIT_REJECTED and f"rejected ({reason})" in err
@@ -128,6 +129,11 @@ def test_content_rejections_are_quarantined_and_a_released_one_is_picked_up_agai
     assert rec["video_id"] == cut_id and rec["released_by"] == "ops:bob" and store.exists(rec["audit_key"])
     found, report = discovery.find_uploads(store, prefix="raw/n/")
     assert sorted(found) == ["raw/n/cut.mp4", "raw/n/good.mp4"] and report["quarantined_skipped"] == ["raw/n/notes.mp4"]
+    # uploaded in January, released today: the next nightly run (today's data interval) takes it
+    now = dt.datetime.now(dt.UTC)
+    assert discovery.find_uploads(store, start=now - dt.timedelta(days=1), end=now + dt.timedelta(minutes=1))[0] \
+        == ["raw/n/cut.mp4"]
+    assert rec["uploaded"]["before"] == "2026-01-05T08:00:00+00:00"
     # its content is still cut off: ingest quarantines it again (content is permanent for that content)
     assert _cli(capsys, "ingest", "--key", "raw/n/cut.mp4", "--store", s)[0] == EXIT_REJECTED
     assert {r["id"] for r in list_quarantined(store)} == {cut_id, rows["raw/n/notes.mp4"]["id"]}
