@@ -235,6 +235,16 @@ def compare(given: Given, *, video_id: str, run: str, base_idmap, base_tracks: d
         problems.append(f"the file was exported from run {given.run}, not {run}; import it with --run {given.run}")
     if problems:
         raise CorrectionRejected(problems, name)
+    if given.unnamed:
+        # objects drawn in the tool without our id get ids no track of the run ever had (a track the
+        # person deleted keeps its id out of use)
+        nxt = max([*base_tracks, *[k for k in given.classes if k not in given.unnamed]], default=0) + 1
+        remap = {old: nxt + i for i, old in enumerate(given.unnamed)}
+        lut = np.arange(max([*remap, *remap.values(), *given.classes], default=0) + 1, dtype=np.uint16)
+        for old_id, new_id in remap.items():
+            lut[old_id] = new_id
+        given = Given(given.fmt, {f: lut[m] for f, m in given.frames.items()},
+                      {remap.get(k, k): c for k, c in given.classes.items()}, sorted(remap.values()), given.run)
     frames = {}
     for f in sorted(given.frames):
         if not np.array_equal(given.frames[f], base_idmap(f)):

@@ -23,6 +23,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,8 +241,6 @@ def _write_refine(store, video_id, run, cfg, root_refine, iprefix, n, tracks: di
     stats = dict(root_refine.get("stats", {}))
     stats.update(tracks=sum(tr.active for tr in tracks.values()), human_frames=len(human_frames),
                  revised_frames=len(result.frames), corrections=len(records))
-    import time
-
     manifest = runner.build_manifest("refine", video_id, run, cfg, StageOutput(outputs=outputs, stats=stats), writer,
                                      upstream, t0, time.perf_counter())
     store.put_json(mkey, manifest)

@@ -246,3 +246,24 @@ def test_two_imports_for_one_video_are_serialised(run_store, exported, monkeypat
     assert done[1]["applies"] == [done[0]["id"], done[1]["id"]]    # the second built on the first
     last = runner.load_run_config(store, vid, done[1]["revised_run"])
     assert last.review.corrections == tuple(done[1]["applies"])
+
+
+def test_object_drawn_without_an_id_gets_a_new_one(run_store, exported):
+    """A track drawn in CVAT carries no track_id: it becomes a new object with an id no track of the
+    run ever had, marked human."""
+    store, vid, run = run_store
+    root = ET.fromstring(exported[0])
+    tid = _unknown_track(store, vid, run)
+    for m in _tracks_by_id(root)[tid].findall("mask"):
+        for a in m.findall("attribute[@name='track_id']"):
+            m.remove(a)
+    r = import_corrections(store, vid, ET.tostring(root), source_name="drawn.xml")
+    base_tracks = store.get_json(runner.output_key(store, runner.load_manifest(store, vid, run, "refine"), "tracks"))
+    new_id = max(int(k) for k in base_tracks["tracks"]) + 1
+    [rec] = cmod.committed(store, vid)
+    assert rec["new_tracks"] == [new_id]
+    tracks = store.get_json(runner.output_key(store, runner.load_manifest(store, vid, r.run, "refine"), "tracks"))
+    assert tracks["tracks"][str(new_id)]["origin"] == "human"
+    f = rec["frames"][0]
+    old, new = _idmap(store, vid, run, f), _idmap(store, vid, r.run, f)
+    assert np.array_equal(new == new_id, old == tid) and not (new == tid).any()
