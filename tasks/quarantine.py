@@ -122,7 +122,7 @@ def _resolve(store: ObjectStore, video_id_or_key: str) -> str:
                          + (f"quarantined: {known}" if known else "nothing is quarantined"))
 
 
-def release_quarantine(store: ObjectStore, video_id: str, *, by: str) -> dict:
+def release_quarantine(store: ObjectStore, video_id: str, *, by: str, restamp_upload: bool = True) -> dict:
     """Let a quarantined video back in; return the audit record.
 
     ``video_id`` is the 16-hex content id (its raw key is accepted too); ``by`` says who released
@@ -147,13 +147,33 @@ def release_quarantine(store: ObjectStore, video_id: str, *, by: str) -> dict:
              "record": record}
     akey = f"{audit_prefix(vid)}{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}.json"
     store.put_json(akey, audit)
-    audit["uploaded"] = _restamp_upload(store, key, now)
+    audit["uploaded"] = _restamp_upload(store, key, now) if restamp_upload else None
     if audit["uploaded"]:
         store.put_json(akey, audit)
     store.delete(qkey)
     log.warning("released quarantined video %s (%s) by %s; audit record %s", vid,
                 audit["record"].get("reason") if isinstance(record, dict) else "?", by, akey)
     return {**audit, "audit_key": akey}
+
+
+def clear_if_accepted(store: ObjectStore, video_id: str, stage: str, why: str) -> dict | None:
+    """Release a quarantine record that ``stage`` itself wrote and now contradicts: the stage has
+    just accepted the same content (a record an older version wrote for a configuration reason,
+    ``too_long``; or a probe fixed since). Records of other stages stay: passing ingest says
+    nothing about what decode found. Returns the audit record, or None."""
+    try:
+        rec = store.get_json(layout.quarantine_key(video_id))
+    except (ObjectNotFound, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("stage") != stage:
+        return None
+    try:
+        out = release_quarantine(store, video_id, by=f"{stage} stage: {why}", restamp_upload=False)
+    except NotQuarantined:  # released by someone else meanwhile
+        return None
+    log.warning("video %s was quarantined by %s (%s) but %s now; quarantine released", video_id, stage,
+                rec.get("reason"), why)
+    return out
 
 
 def _restamp_upload(store: ObjectStore, key: str | None, now: _dt.datetime) -> dict | None:

@@ -20,6 +20,7 @@ from tasks import layout
 from tasks.config import PipelineConfig
 from tasks.discovery import upload_time
 from tasks.errors import DuplicateVideo, InputRejected, ObjectNotFound, PermanentError
+from tasks.quarantine import clear_if_accepted
 from tasks.stages.contract import StageOutput, StageResult, StageWriter
 from tasks.storage import ObjectStore
 from tasks.video.limits import check_limits
@@ -79,6 +80,9 @@ def execute(*, store: ObjectStore, config: PipelineConfig, params: dict, force: 
             runner.quarantine(store, video_id, key, "ingest", exc, run)
             raise
         check_limits(p, config)  # ConfigError: this configuration's problem, not the content's
+        # a record of an earlier ingest of these very bytes that the probe now accepts (written
+        # for max_seconds before issue 12, say) would keep a good video out of every later run
+        clear_if_accepted(store, video_id, "ingest", "the content passes the probe")
         info = store.stat(key)
         # the recorded upload time (tasks/discovery.py), the one the nightly DAG's interval matched
         uploaded = upload_time(store, info)

@@ -176,3 +176,24 @@ def test_a_quarantine_newer_than_the_validation_holds_back_an_unpublished_video(
     rec["time"] = "2000-01-01T00:00:00+00:00"
     store.put_json(layout.quarantine_key(vid), rec)
     assert [r["video_id"] for r in release.ready_videos(store)] == [vid]
+
+
+def test_an_ingest_record_the_probe_now_contradicts_is_released_by_the_next_ingest(tmp_path):
+    """A store written before issue 12 holds 'too_long' records for good videos (a settings
+    mistake); the next ingest of those bytes accepts them and lets them back in, audited. A record
+    of a later stage (decode found the stream damaged) is not the probe's to judge: it stays."""
+    from tasks.config import PipelineConfig
+    from tasks.stages.runner import execute
+
+    store = LocalStore(tmp_path / "store")
+    store.put_file("raw/a.mp4", pattern_video(tmp_path / "a.mp4", 128, 64, 1.0, 5))
+    store.put_file("raw/b.mp4", pattern_video(tmp_path / "b.mp4", 128, 64, 1.0, 6))
+    a, _ = content_id(tmp_path / "a.mp4")
+    b, _ = content_id(tmp_path / "b.mp4")
+    quarantine(store, a, "raw/a.mp4", "ingest", InputRejected("too_long", "over the configured limit of 0 s"), "0" * 12)
+    quarantine(store, b, "raw/b.mp4", "decode", InputRejected("damaged", "5 of 20 frames"), "0" * 12)
+    for key in ("raw/a.mp4", "raw/b.mp4"):
+        execute("ingest", store=store, config=PipelineConfig(), params={"key": key})
+    assert [r["id"] for r in list_quarantined(store)] == [b]
+    [audit] = release_history(store, a)
+    assert audit["released_by"] == "ingest stage: the content passes the probe" and audit["record"]["reason"] == "too_long"
