@@ -313,7 +313,8 @@ def _publish(store: ObjectStore, candidate: str, lease) -> dict:
     latest = latest_release(store)
     if latest is not None and identity(latest[1].get("videos", [])) == identity(videos):
         store.delete_prefix(prefix)
-        log.info("release v%d already holds candidate %s's content; nothing published", latest[0], candidate)
+        log.warning("release v%d, published a moment ago by another release, already holds candidate %s's "
+                    "content; nothing published (latest: v%d)", latest[0], candidate, latest[0])
         return release_summary(store, latest[0], unchanged=True)
     version = _claim_version(store, candidate)
     out = layout.release_prefix(version)
