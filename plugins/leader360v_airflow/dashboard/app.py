@@ -62,6 +62,7 @@ _VENDOR = {
     "bootstrap-table-filter-control.min.css": "bootstrap-table-filter-control.min.css",
     "bootstrap-datepicker.min.js": "bootstrap-datepicker.min.js",
     "bootstrap-datepicker.min.css": "bootstrap-datepicker.min.css",
+    "all.min.css": "fontawesome/css/all.min.css",   # font-awesome 6.6.0: the pass/fail icons
 }
 _CDN_ATTR = re.compile(r'''(?P<attr>src|href)=(?P<q>["'])(?P<url>https?://[^"']+)(?P=q)''')
 _CDN_TAG = re.compile(r'''<(script|link|img)\b[^>]*?(?:src|href)=["']https?://[^"']+["'][^>]*?>(?:\s*</script>)?''',
