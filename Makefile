@@ -56,6 +56,13 @@ system-deps:
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; \
 	  else echo "ffmpeg/ffprobe missing and no root/sudo: install ffmpeg with your package manager" >&2; exit 1; fi; \
 	fi
+	@# the ops dashboard's browser test drives Debian's chromium through Debian's chromedriver (issue 14)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "chromium/chromedriver missing and no root/sudo: install chromium and chromium-driver with your package manager" >&2; exit 1; fi; \
+	fi
 
 $(AIRFLOW_HOME)/airflow.db: $(RUNTIME_STAMP)
 	mkdir -p $(AIRFLOW_HOME)
