@@ -43,8 +43,8 @@ def _formatter():
 
 from tasks.commands._common import add_config_args as _add_config_args  # noqa: E402
 from tasks.commands._common import add_store_arg as _add_store_arg  # noqa: E402
-from tasks.commands._common import hex_id as _hex_id  # noqa: E402
 from tasks.commands._common import config_from_args as _config  # noqa: E402
+from tasks.commands._common import hex_id as _hex_id  # noqa: E402
 from tasks.commands._common import print_json as _print_json  # noqa: E402
 from tasks.commands._common import store_from_args as _store  # noqa: E402
 
@@ -197,9 +197,8 @@ def _cmd_label(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from tasks.metrics import evaluate, format_report
-
     from tasks.errors import UsageError
+    from tasks.metrics import evaluate, format_report
 
     out = args.out or args.pred.with_name("evaluation.json")
     if out.is_dir():   # checked before the work, as everything that can be (issue 12)

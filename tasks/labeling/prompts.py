@@ -21,7 +21,6 @@ from tasks.formats import rle as rlemod
 from tasks.formats import ytvis
 from tasks.vocabulary import master
 
-
 # Largest prompt mask accepted: a mask holds width x height pixels per prompted frame in memory,
 # and the processing width is at most 8192 (VideoConfig.width); twice that covers any source.
 _MAX_PROMPT_WIDTH = 16384

@@ -48,7 +48,7 @@ def _check(doc) -> None:
     except PipelineError as exc:  # pragma: no cover - typed, but not the class the CLI promises
         raise AssertionError(f"typed but not a PromptError: {exc!r}") from exc
     # accepted: one id per pixel, ids in range, masks of the declared size
-    for f, idm in p.frames.items():
+    for idm in p.frames.values():
         assert idm.shape == (p.height, p.width) and idm.dtype == np.uint16
         assert set(np.unique(idm).tolist()) - {0} <= set(p.tracks)
     assert all(1 <= t <= 65535 for t in p.tracks)
