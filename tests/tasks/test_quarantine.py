@@ -197,3 +197,10 @@ def test_an_ingest_record_the_probe_now_contradicts_is_released_by_the_next_inge
     assert [r["id"] for r in list_quarantined(store)] == [b]
     [audit] = release_history(store, a)
     assert audit["released_by"] == "ingest stage: the content passes the probe" and audit["record"]["reason"] == "too_long"
+
+
+@pytest.mark.parametrize("args", [["quarantine"], ["quarantine", "list"], ["quarantine", "release"]])
+def test_quarantine_help(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--help"])
+    assert e.value.code == 0 and "usage" in capsys.readouterr().out.lower()
