@@ -114,15 +114,25 @@ def import_corrections(store: ObjectStore, video_id: str, data: bytes, *, source
             r = done[c.id]
             return ImportResult(c.id, video_id, r["revised_run"], r["run"], _root(store, video_id, r["run"]),
                                 r["applies"], r["frames"], "already imported", _flags(store, video_id, r["revised_run"]), [])
-        cmod.write_payload(store, c, source=data, source_name=source_name, author=author or cmod.who())
-        if _interrupt:
-            _interrupt("payload")
         root = _root(store, video_id, base_run)
         previous = [r for r in done.values() if r.get("revised_run") and _root(store, video_id, r["run"]) == root]
         applies = (previous[-1]["applies"] if previous else []) + [c.id]
-        new_run, spans = build_revision(store, video_id, root, applies, _interrupt=_interrupt)
-        lease.check()
-        cmod.commit(store, video_id, c.id, revised_run=new_run, applies=applies)
+        target = revised_config(runner.load_run_config(store, video_id, root), root, applies).hash
+        fresh = runner.load_manifest(store, video_id, target, "validate") is None
+        try:
+            cmod.write_payload(store, c, source=data, source_name=source_name, author=author or cmod.who())
+            if _interrupt:
+                _interrupt("payload")
+            new_run, spans = build_revision(store, video_id, root, applies, _interrupt=_interrupt)
+            lease.check()
+            cmod.commit(store, video_id, c.id, revised_run=new_run, applies=applies)
+        except BaseException:
+            # an attempt that fails (or is interrupted in this process) takes its files with it; a
+            # killed process leaves them uncommitted, and its retry clears and redoes them
+            store.delete_prefix(cmod.correction_prefix(video_id, c.id))
+            if fresh:
+                store.delete_prefix(layout.run_prefix(video_id, target))
+            raise
         return ImportResult(c.id, video_id, new_run, base_run, root, applies, sorted(c.frames), "imported",
                             _flags(store, video_id, new_run), spans)
 

@@ -210,10 +210,9 @@ def test_interrupted_import_is_invisible_and_retry_gives_the_same_run(run_store,
 
         with pytest.raises(KeyboardInterrupt):
             import_corrections(store, vid, data, source_name="a.xml", _interrupt=boom)
-        assert cmod.committed(store, vid) == []               # nothing visible
-        for rp in store.list_prefixes(layout.video_prefix(vid) + "runs/"):
-            r = rp.rstrip("/").rsplit("/", 1)[-1]
-            assert r == run or runner.load_manifest(store, vid, r, "validate") is None   # no new run is ready
+        assert cmod.committed(store, vid) == []               # nothing visible: no correction,
+        assert store.list_prefixes(cmod.corrections_prefix(vid)) == []
+        assert store.list_prefixes(layout.video_prefix(vid) + "runs/") == [layout.run_prefix(vid, run)]   # no run
     r = import_corrections(store, vid, data, source_name="a.xml")
     assert r.status == "imported"
     root_cfg = runner.load_run_config(store, vid, run)
