@@ -12,9 +12,10 @@
    ``refine`` output is the original run's labels with every correction re-followed forward and
    backward (:mod:`tasks.review.refollow`), corrected frames and tracks marked human; then
    ``qa`` and ``validate`` run on it through the stage runner as for any run;
-5. the correction's manifest is written last: only now is the import visible. An interruption
-   anywhere before leaves no committed correction, and the retry -- the same content gives the
-   same correction id and so the same configuration -- redoes the same run.
+5. the correction's manifest is written last: only now is the import visible. A failure or an
+   interruption before removes the correction's files and the run being made; a killed process
+   leaves them uncommitted (never listed, never ready), and the retry -- the same content gives
+   the same correction id and so the same configuration -- clears and redoes the same run.
 """
 
 from __future__ import annotations
