@@ -115,6 +115,12 @@ class ProposeConfig(_Section):
     # (a still camera, estimator noise) are not applied: a resampled frame is not bit-identical.
     derotate: bool = True
     derotate_min_deg: float = Field(default=0.05, ge=0)
+    # ...and with the previous keyframe's entities (in that same orientation) as a prior of the
+    # sphere layout's region merge: a merge inside one earlier region costs (1 - h) times its
+    # cost, one across two earlier regions (1 + h) times. One real frame and a re-encoded,
+    # resampled copy of it agreed at 0.54 without (360vot_0030, frame 0 vs frame 20 turned back),
+    # 0.93 / 0.95 / 0.97 at h = 0.15 / 0.3 / 0.5 [issue 10]; 0 turns it off.
+    prior_hysteresis: float = Field(default=0.3, ge=0, lt=1)
     # Sphere layout: SLIC at this ERP width, superpixels on the whole sphere, and the region-merge
     # cost under which neighbours join [ours, issue 10: at 512 SLIC costs 0.2 s instead of 0.5 s
     # but its outlines, upsampled, cost bench_proposals 0.93 -> 0.87 mean IoU; a threshold of 14
@@ -134,6 +140,19 @@ class ProposeConfig(_Section):
     # propagate/refine/QA; real frames gave ~150 tracks per clip before) [issue 10].
     min_object_fraction: float = Field(default=2e-4, ge=0, lt=0.1)
     max_objects: int = Field(default=48, ge=1)
+    # Tiles layout with polar views: a tile entity with at least this share of its solid angle
+    # inside a polar-view entity is a strip the tiles cut that object into, and joins it [ours,
+    # issue #3 §3]. (Was proposals._STRIP_INSIDE; issue 12 point 10.)
+    polar_strip_inside: float = Field(default=0.7, gt=0, le=1)
+    # Canonical seam (above): the column score is computed at this ERP width (every work width is
+    # a multiple, so a frame rolled by whole blocks gives exactly rolled scores); without a clear
+    # first harmonic (under seam_min_harmonic of the total: a gradient spread evenly over
+    # longitude) the seam is the minimum of the score averaged over +-seam_smooth_deg. +-22.5 deg
+    # let the meridian jump between frames as objects moved: auto J&F on a still synthetic clip
+    # 0.951 -> 0.887 (seed 1; +-90 deg: 0.924) [issue 10]. (Were proposals._SEAM_*.)
+    seam_width: int = Field(default=256, ge=8)
+    seam_smooth_deg: float = Field(default=90.0, gt=0, le=180)
+    seam_min_harmonic: float = Field(default=0.01, ge=0, lt=1)
     # -- learned proposers (issue 13) --------------------------------------------------------
     # Where the learned proposers (sam2_amg, mask2former_*/oneformer_* voters) run: "cuda" on a
     # GPU pod fails the stage (exit 2) when torch sees no GPU instead of crawling on the CPU.
@@ -183,6 +202,10 @@ class VerifyConfig(_Section):
     vote_iou: float = Field(default=0.5, gt=0, le=1)
     # Label accepted when >= 2 voters matched and all agree [M §1.2(c)].
     min_votes: int = Field(default=2, ge=1)
+    # A voter's segment is a candidate label shown to the verifier when it matches the entity
+    # (IoU > vote_iou) or covers at least this share of it (a voter segment larger than the
+    # entity still names it) [ours]. (Was the literal 0.5 in vote.py; issue 12 point 10.)
+    candidate_cover: float = Field(default=0.5, gt=0, le=1)
     # Label verifier for everything the vote did not settle [M §1.2(d)]: "embedding" (CPU, maps
     # the voters' free-text labels by meaning), "openai" (a VLM behind an OpenAI-compatible chat
     # endpoint, vLLM/Ollama-style; the 2026 fork serves Qwen3-VL-8B this way), or "none".
@@ -250,6 +273,16 @@ class SdrConfig(_Section):
     # ...unless the rest has no texture (std of CIELAB lightness, OpenCV units 0-255, under this):
     # a flat black/grey area (a lens cap, a masked nadir) is nameless background, dropped [issue 10].
     nameless_max_texture: float = Field(default=3.0, ge=0)
+    # An "unknown" entity joins the larger entity around it (a cloud in the sky, a darker patch
+    # of grass, a lobe the segmentor cut off) when that one holds at least absorb_border of its
+    # border and their mean colours are within absorb_color (CIELAB, OpenCV units) [ours]. (Were
+    # fuse._ABSORB_*; issue 12 point 10.)
+    absorb_border: float = Field(default=0.6, gt=0, le=1)
+    absorb_color: float = Field(default=20.0, ge=0)
+    # An automatic object with at least this share of its area inside a prompted mask is the
+    # prompted object as the proposers saw it, and is dropped [ours]. (Was
+    # stages/sdr._COVERED_BY_PROMPT; issue 12 point 10.)
+    covered_by_prompt: float = Field(default=0.5, ge=0, le=1)
 
 
 class FlowTuning(_Section):
@@ -302,6 +335,12 @@ class FlowTuning(_Section):
     max_hidden_frames: int = Field(default=30, ge=0)
     # Outline band (px at 1024 width, scaled; at least 3) where labels may be re-decided by colour.
     review_radius_px_at_1024: float = Field(default=6.0, gt=0)
+    # CIELAB: in those re-decisions a label whose local colours spread more than this (RMS) has its
+    # colour distances scaled down by this / its spread, so a photo-textured object's pixels are
+    # not given away to a flat background next to it. Synthetic clips with photo-textured objects,
+    # propagator alone, 30 frames: mean J 0.735 -> 0.791 (still camera), 0.716 -> 0.778 (handheld);
+    # flat-look clips within 0.003 (at 10: textured 0.78, flat -0.02). 0 disables.
+    texture_spread: float = Field(default=25.0, ge=0)
 
 
 class RelinkTuning(_Section):
@@ -521,6 +560,8 @@ class PipelineConfig(_Section):
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except ValueError as exc:  # a path with a NUL byte (found by tests/fuzz): not a file name at all
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml
