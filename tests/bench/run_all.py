@@ -32,6 +32,7 @@ BENCHES = {
     "model_store": ("bench_model_store.py", "Model store round trip (import, verify, load) of a 200 MB model folder"),
     "gpu_backends": ("bench_gpu.py", "Production backends on a GPU (SAM2 entities, OneFormer voters, SAM2 propagation)"),
     "revision": ("bench_revision.py", "Manual revision: frames a reviewer corrects to reach J&F >= 0.95, vs from scratch"),
+    "dashboard": ("bench_dashboard.py", "Ops dashboard: overview latency with 10,000 videos in the store (issue 14)"),
 }
 # extra arguments per benchmark
 # real: 30 frames per re-shot clip and no `propagate.backend=warp` pipeline run (the independent warp
@@ -43,6 +44,15 @@ ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"],
 NEEDS_HARDWARE = {"propagation_gpu", "gpu_backends"}
 
 NOTES = {
+    "dashboard": (
+        "Issue 14. A generated local store of 10,000 videos (source.json and the nine stage manifests shaped like the "
+        "runner writes them; 3% quarantined, 2% half-written up to propagate, 3% manifests of an older pipeline "
+        "without stats, 3 releases). GET / of the dashboard's FastAPI app (TestClient, auth dependency off), page and "
+        "SVG plots included, no Airflow database (NoAirflow). *first scan*: no cache at all (every manifest stat'ed, "
+        "the qa manifests and the newest 200 of each stage read); *cold*: a new app (a restarted api-server worker) "
+        "reading the summary the scan left in the cache folder; *warm*: the same app; *background rescan*: the "
+        "refresh a page starts once its data is 30 s old (after the page is sent), nothing changed. Target: cold "
+        "and warm < 1 s."),
     "revision": (
         "Issue 15 §5. Synthetic clips (512x256, 3 s at 10 fps, handheld camera, seeds 1 and 2) whose true labels get "
         "one injected error each (an ID switch from the middle frame on, a missed object, an object split at the "
