@@ -206,6 +206,11 @@ class VerifyConfig(_Section):
     # (IoU > vote_iou) or covers at least this share of it (a voter segment larger than the
     # entity still names it) [ours]. (Was the literal 0.5 in vote.py; issue 12 point 10.)
     candidate_cover: float = Field(default=0.5, gt=0, le=1)
+    # At a refresh of the tracking pass, a fresh entity that is an entity of the previous
+    # keyframe again (spherical IoU >= this, in one orientation) keeps its label unless the fresh
+    # vote agreed on another: the vote/verifier flipped a 0.29-of-the-sphere region from sky to
+    # water on a re-encoded copy of the same still scene (360VOT 0098 re-shot) [issue 10].
+    keep_label_iou: float = Field(default=0.8, gt=0, le=1)
     # Label verifier for everything the vote did not settle [M §1.2(d)]: "embedding" (CPU, maps
     # the voters' free-text labels by meaning), "openai" (a VLM behind an OpenAI-compatible chat
     # endpoint, vLLM/Ollama-style; the 2026 fork serves Qwen3-VL-8B this way), or "none".

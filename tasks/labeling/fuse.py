@@ -16,9 +16,6 @@ from tasks.labeling.proposals import FrameProposals
 from tasks.labeling.vote import EntityLabel
 from tasks.vocabulary import UNKNOWN, Vocabulary, master
 
-_ABSORB_BORDER = 0.6   # share of a fragment's border that one stuff region must hold
-_ABSORB_COLOR = 20.0   # max CIELAB distance between the fragment and that region (OpenCV Lab units)
-
 
 @dataclass
 class FrameObjects:
@@ -27,16 +24,23 @@ class FrameObjects:
     idmap: np.ndarray                 # uint16 at the processing resolution
     objects: dict[int, dict]          # id -> {"category", "isthing", "provenance"}
     stats: dict = field(default_factory=dict)
+    # the entity map the objects were fused from (proposal work resolution, in the orientation
+    # the proposals were made in): the prior of the next refresh (tasks.labeling.sdr.Annotator)
+    entity: np.ndarray | None = None
+    entity_labels: dict | None = None      # entity -> EntityLabel, for that same prior
 
 
-def absorb_fragments(props: FrameProposals, labels: dict[int, EntityLabel]) -> dict[int, int]:
+def absorb_fragments(props: FrameProposals, labels: dict[int, EntityLabel],
+                     config: PipelineConfig | None = None) -> dict[int, int]:
     """Unnamed entities that belong to the region around them join it: ``{fragment: entity}``.
 
     An ``unknown`` entity whose border is mostly shared with one larger entity of the same
     colour is part of it: a cloud in the sky, a darker patch of grass, a lobe of an object the
     segmentor cut off, a halo along an object's outline. The voters could not name it because
-    it is small and unlike the mean; what encloses it can.
+    it is small and unlike the mean; what encloses it can. "Mostly" and "same colour" are
+    ``sdr.absorb_border`` and ``sdr.absorb_color``.
     """
+    sc = (config or PipelineConfig()).sdr
     ent = props.entity
     if not props.entity_colors or ent.max() == 0:
         return {}
@@ -56,9 +60,9 @@ def absorb_fragments(props: FrameProposals, labels: dict[int, EntityLabel]) -> d
         le = labels.get(e)
         if le is None or le.label != UNKNOWN or area[n] <= area[e] or n not in labels:
             continue
-        if s >= _ABSORB_BORDER * border[e] and s > best.get(e, (0.0, 0))[0]:
+        if s >= sc.absorb_border * border[e] and s > best.get(e, (0.0, 0))[0]:
             ce, cn = props.entity_colors.get(e), props.entity_colors.get(n)
-            if ce is not None and cn is not None and float(np.linalg.norm(np.subtract(ce, cn))) <= _ABSORB_COLOR:
+            if ce is not None and cn is not None and float(np.linalg.norm(np.subtract(ce, cn))) <= sc.absorb_color:
                 best[e] = (s, n)
     parent = {e: n for e, (_, n) in best.items()}
 
@@ -105,7 +109,7 @@ def fuse(
 ) -> FrameObjects:
     """Exclusive object id map: stuff merged per class, nameless background dropped."""
     vocab = vocab or master()
-    joins = absorb_fragments(props, labels)
+    joins = absorb_fragments(props, labels, config)
     ent = props.entity
     h, w = ent.shape
     n = int(ent.max())

@@ -15,15 +15,13 @@ import numpy as np
 
 from tasks.backends import Backends
 from tasks.backends.protocols import LabeledSegments
-from tasks.config import PipelineConfig
+from tasks.config import PipelineConfig, ProposeConfig
 from tasks.formats import idmap as idmap_png
 from tasks.geometry.components import spherical_centroid
 from tasks.geometry.erp import check_erp, lonlat_axes, row_solid_angles
 from tasks.geometry.tiles import cut_tiles, tile_layout
 from tasks.labeling.overlap import pair_stats
 from tasks.labeling.tilemerge import drop_small, merge_tiles
-
-_STRIP_INSIDE = 0.7    # share of a tile entity inside a polar-view entity that makes it a strip of it
 
 
 @dataclass
@@ -92,31 +90,22 @@ def _work_frame(frame: np.ndarray, config: PipelineConfig) -> np.ndarray:
     return cv2.resize(frame, (ww, ww // 2), interpolation=cv2.INTER_AREA)
 
 
-_SEAM_WIDTH = 256        # ERP width at which the canonical seam is chosen (every work width is a multiple)
-# The seam's column score is averaged over +-90 deg of longitude (the quietest hemisphere's
-# middle): with +-22.5 deg the chosen meridian jumped from
-# frame to frame as objects moved, each re-annotation saw another superpixel grid, and auto J&F
-# on a still synthetic clip fell 0.951 -> 0.887 (seed 1; +-90 deg: 0.924, tiles: 0.926) [issue 10].
-_SEAM_SMOOTH_DEG = 90.0
-# A frame whose gradient is spread this evenly over longitude (first harmonic under 1% of the
-# total) has no quiet side; the smoothed score and its content tie-break choose [issue 10].
-_SEAM_MIN_HARMONIC = 0.01
-
-
-def canonical_seam(work: np.ndarray) -> int:
+def canonical_seam(work: np.ndarray, pc: ProposeConfig | None = None) -> int:
     """Columns to roll ``work`` left by so that its quietest meridian becomes the seam.
 
     The score of a meridian is the solid-angle weighted gradient of lightness in its column, at
-    a coarse width (256 columns, blocks averaged, so an input rolled by a multiple of the block
+    a coarse width (``propose.seam_width``, 256 columns, blocks averaged, so an input rolled by a multiple of the block
     width gives exactly rolled scores); the seam is the trough of the score's first harmonic
     (where its best-fitting sinusoid is lowest, interpolated to a full-width column). Without a
-    clear harmonic, the minimum of the score averaged over +-90 deg; ties (flat synthetic frames) go to the column whose
+    clear harmonic (``propose.seam_min_harmonic``), the minimum of the score averaged over
+    +-``propose.seam_smooth_deg`` (90); ties (flat synthetic frames) go to the column whose
     content sorts first, again a property of the content, not of its position. Hence
     ``canonical_seam(roll(work, s)) == canonical_seam(work) + s`` (mod W) and the rolled frame
     the proposers see is the same whatever the input's yaw [issue 10: roll agreement].
     """
+    pc = pc or ProposeConfig()
     h, w = work.shape[:2]
-    cw = min(w, _SEAM_WIDTH)
+    cw = min(w, pc.seam_width)
     while w % cw:
         cw //= 2
     small = work if cw == w else cv2.resize(work, (cw, cw // 2), interpolation=cv2.INTER_AREA)
@@ -129,10 +118,10 @@ def canonical_seam(work: np.ndarray) -> int:
     # fraction of a column. The argmin of a box-smoothed score (before) sat in a flat valley and
     # jumped by 16-56 columns of 1024 under such noise on 3 of the 6 real frames [issue 10].
     f1 = complex(np.exp(-2j * np.pi * np.arange(cw) / cw) @ col)
-    if abs(f1) > _SEAM_MIN_HARMONIC * max(float(col.sum()), 1e-12):
+    if abs(f1) > pc.seam_min_harmonic * max(float(col.sum()), 1e-12):
         pos = (-np.angle(f1) / (2 * np.pi) * cw + cw / 2) % cw
         return int(round(pos * (w // cw))) % w
-    k = max(1, int(round(cw * _SEAM_SMOOTH_DEG / 360.0)))
+    k = max(1, int(round(cw * pc.seam_smooth_deg / 360.0)))
     score = np.convolve(np.concatenate([col[-k:], col, col[:k]]), np.ones(2 * k + 1), "valid")
     score = np.round(score, 6)
     best = np.flatnonzero(score == score.min())
@@ -142,25 +131,40 @@ def canonical_seam(work: np.ndarray) -> int:
     return int(best[0]) * (w // cw)
 
 
-def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameProposals:
+def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends,
+                  prior: np.ndarray | None = None) -> FrameProposals:
+    """Entity and voter proposals of one ERP frame, at ``propose.work_width``.
+
+    ``prior``: an earlier entity map of the same scene in this frame's orientation (any ERP
+    size; the tracking pass's previous keyframe), handed to an entity segmentor that takes one
+    (``accepts_prior``: the sphere layout's region merge keeps its earlier decisions unless the
+    content changed, see :class:`tasks.backends.superpixel.SphereRegionSegmentor`).
+    """
     work = _work_frame(frame, config)
-    shift = canonical_seam(work) if config.propose.canonical_seam else 0
+    if prior is not None and (config.propose.layout != "sphere" or not getattr(backends.entity, "accepts_prior", False)):
+        prior = None
+    if prior is not None and prior.shape != work.shape[:2]:
+        prior = cv2.resize(prior.astype(np.int32), (work.shape[1], work.shape[0]), interpolation=cv2.INTER_NEAREST)
+    shift = canonical_seam(work, config.propose) if config.propose.canonical_seam else 0
     if shift:
-        props = _propose(np.ascontiguousarray(np.roll(work, -shift, axis=1)), config, backends)
+        props = _propose(np.ascontiguousarray(np.roll(work, -shift, axis=1)), config, backends,
+                         None if prior is None else np.roll(prior, -shift, axis=1))
         props.entity = np.roll(props.entity, shift, axis=1)
         props.voters = {k: LabeledSegments(np.roll(seg.labels, shift, axis=1), seg.names)
                         for k, seg in props.voters.items()}
         return props
-    return _propose(work, config, backends)
+    return _propose(work, config, backends, prior)
 
 
-def _propose(work: np.ndarray, config: PipelineConfig, backends: Backends) -> FrameProposals:
+def _propose(work: np.ndarray, config: PipelineConfig, backends: Backends,
+             prior: np.ndarray | None = None) -> FrameProposals:
     h, w = work.shape[:2]
     lay = tile_layout(h, w, config.tiling.pad_ratio, config.tiling.tiles)
     tiles: list[np.ndarray] = []
     if config.propose.layout == "sphere":
         # one segmentation of the whole sphere; its graph wraps the seam and crosses the poles
-        entity = backends.entity.segment(work)
+        entity = backends.entity.segment(work) if prior is None else backends.entity.segment(
+            work, prior=prior, hysteresis=config.propose.prior_hysteresis)
         members: dict = {}
     else:
         tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
@@ -267,7 +271,7 @@ def add_polar_views(work: np.ndarray, entity: np.ndarray, members: dict, backend
             merged[mask] = v
             sel = full.a == v
             for t, share in zip(full.b[sel].tolist(), full.cover_b[sel].tolist()):
-                if share >= _STRIP_INSIDE:
+                if share >= config.propose.polar_strip_inside:
                     join(v, int(t))
         for v in ids.tolist():
             members.setdefault(v, []).append((pseudo, v - next_id + 1))

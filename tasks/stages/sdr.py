@@ -12,12 +12,11 @@ from tasks.labeling.sdr import EntityLabel, FrameObjects, FrameProposals, fuse
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
 
-# An automatic object mostly inside a prompted one is the same object seen by the proposers.
-_COVERED_BY_PROMPT = 0.5
-
-
-def merge_with_prompt(objs: FrameObjects, prompt: np.ndarray, tracks: dict[int, str], first_auto_id: int) -> FrameObjects:
-    """Prompted objects win their pixels; automatic objects move to ids >= first_auto_id."""
+def merge_with_prompt(objs: FrameObjects, prompt: np.ndarray, tracks: dict[int, str], first_auto_id: int,
+                      covered_by_prompt: float = 0.5) -> FrameObjects:
+    """Prompted objects win their pixels; automatic objects move to ids >= first_auto_id. An
+    automatic object with at least ``covered_by_prompt`` of its area under the prompts (the
+    ``sdr.covered_by_prompt`` setting) is the prompted object as the proposers saw it: dropped."""
     idmap = objs.idmap
     out = np.zeros_like(idmap)
     objects: dict[int, dict] = {}
@@ -26,7 +25,7 @@ def merge_with_prompt(objs: FrameObjects, prompt: np.ndarray, tracks: dict[int, 
     for oid in sorted(objs.objects):
         m = idmap == oid
         left = m & (prompt == 0)
-        if areas[oid] == 0 or left.sum() < (1 - _COVERED_BY_PROMPT) * areas[oid]:
+        if areas[oid] == 0 or left.sum() < (1 - covered_by_prompt) * areas[oid]:
             continue
         out[left] = nxt
         objects[nxt] = objs.objects[oid]
@@ -47,22 +46,28 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     lprefix = inputs.output_key(store, "verify", "labels")
     prompts = prompts_mod.load_prompts(store, inputs.video_id, config, n_frames, width)
     k = 0
-    objs = fuse(FrameProposals.load(store, pprefix, k), _labels(store, lprefix, k), config, width)
+    props = FrameProposals.load(store, pprefix, k)
+    labels = _labels(store, lprefix, k)
+    objs = fuse(props, labels, config, width)
     if prompts is not None:
         prompt0 = prompts.at(0, width)
         if prompt0 is not None:
-            objs = merge_with_prompt(objs, prompt0, prompts.tracks, prompts.max_id + 1)
+            objs = merge_with_prompt(objs, prompt0, prompts.tracks, prompts.max_id + 1,
+                                     config.sdr.covered_by_prompt)
         else:  # prompts only on later frames: keep automatic ids clear of the prompted ones
             shift = prompts.max_id
             objs = FrameObjects(np.where(objs.idmap > 0, objs.idmap + shift, 0).astype(np.uint16),
                                 {k2 + shift: v for k2, v in objs.objects.items()}, objs.stats)
     writer.put_bytes(f"objects/{k:05d}.png", idmap_png.encode_png(objs.idmap), "image/png")
     writer.put_json(f"objects/{k:05d}.json", {"frame": k, "objects": {str(i): o for i, o in objs.objects.items()}})
+    # the keyframe's entities: the prior of the tracking pass's refreshes (tasks.labeling.sdr.Annotator)
+    writer.put_bytes(f"entity/{k:05d}.png", idmap_png.encode_png(props.entity), "image/png")
+    writer.put_json(f"entity/{k:05d}.json", {str(e): lab.to_json() for e, lab in labels.items()})
     cats: dict[str, int] = {}
     for o in objs.objects.values():
         cats[o["category"]] = cats.get(o["category"], 0) + 1
     return StageOutput(
-        outputs={"objects": writer.key("objects/")},
+        outputs={"objects": writer.key("objects/"), "entity": writer.key("entity/")},
         stats={"keyframe": k, "objects": len(objs.objects), "categories": cats, **objs.stats},
     )
 
