@@ -28,9 +28,10 @@ from tasks.backends import build_backends
 from tasks.backends.flow import build_propagator
 from tasks.config import PipelineConfig
 from tasks.formats import idmap as idmap_png
+from tasks.geometry.rotation import rotation_matrix
 from tasks.labeling import prompts as prompts_mod
 from tasks.labeling.follow import TrackingPass
-from tasks.labeling.sdr import annotate_frame
+from tasks.labeling.sdr import Annotator, EntityLabel
 from tasks.labeling.tracks import Track, tracks_to_json
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
@@ -55,12 +56,16 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                     cat = prompts.tracks[tid]
                     tracks[tid] = Track(cat, not master().is_stuff(cat), {"source": "prompt"}, f, "prompt")
     backends = None
+    annotator = Annotator(config, *_keyframe_entities(inputs, store))
 
     def annotate(rgb: np.ndarray):
         nonlocal backends
         if backends is None:  # only a refresh needs the segmentors and the verifier
             backends = build_backends(config)
-        return annotate_frame(rgb, config, backends)
+        # proposed in frame 0's orientation, the last keyframe's entities as prior (issue 10)
+        cam = tp.camera[-1] if tp.camera else {}
+        return annotator(rgb, backends, orientation=_orientation(tp.camera),
+                         new_scene=cam.get("reason") == "cut" or bool(cam.get("cut")))
 
     def question(prev_rgb, prev_idm, rgb):
         nonlocal backends
@@ -108,6 +113,26 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                "min_coverage": min(cov) if cov else None,
                "frames_per_track": {str(k): int(v) for k, v in enumerate(present.tolist()) if k and v}},
     )
+
+
+def _keyframe_entities(inputs: StageInputs, store: ObjectStore) -> tuple:
+    """Frame 0's entity map and entity labels from the sdr stage, the prior of the refreshes
+    ((None, None) for a run recorded before the stage wrote them)."""
+    try:
+        key = inputs.output_key(store, "sdr", "entity")
+    except KeyError:
+        return None, None
+    labels = {int(e): EntityLabel.from_json(v) for e, v in store.get_json(key + "00000.json").items()}
+    return idmap_png.decode_png(store.get_bytes(key + "00000.png")).astype(np.int32), labels
+
+
+def _orientation(camera: list[dict]) -> np.ndarray | None:
+    """The content rotation of the latest frame relative to frame 0, from its camera record
+    (``orientation_ypr_deg`` is the camera's turn C, the content moves by C.T)."""
+    if not camera or "orientation_ypr_deg" not in camera[-1]:
+        return None
+    yaw, pitch, roll = np.radians(camera[-1]["orientation_ypr_deg"])
+    return rotation_matrix(float(yaw), float(pitch), float(roll)).T
 
 
 def _estimator():
