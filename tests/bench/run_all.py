@@ -29,6 +29,7 @@ BENCHES = {
     "propagation_memory": ("bench_propagation_memory.py", "Propagators: peak memory on long videos, speed"),
     "propagation_gpu": ("bench_propagation_memory.py", "SAM2 propagator on a GPU"),
     "reliability": ("bench_reliability.py", "Reliability: bad inputs, leaked secrets, concurrent writers (issue 12)"),
+    "backends_cpu": ("bench_backends_cpu.py", "Proposer backends on the CPU at their tiny configuration (issue 13)"),
     "model_store": ("bench_model_store.py", "Model store round trip (import, verify, load) of a 200 MB model folder"),
     "gpu_backends": ("bench_gpu.py", "Production backends on a GPU (SAM2 entities, OneFormer voters, SAM2 propagation)"),
     "revision": ("bench_revision.py", "Manual revision: frames a reviewer corrects to reach J&F >= 0.95, vs from scratch"),
@@ -37,7 +38,7 @@ BENCHES = {
 # extra arguments per benchmark
 # real: 30 frames per re-shot clip and no `propagate.backend=warp` pipeline run (the independent warp
 # baseline stays), so the whole benchmark fits in about 20 minutes on 2 cores
-ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"],
+ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"], "backends_cpu": ["--repeats", "3"],
         "real": ["--frames", "30", "--backends", "default"]}
 # Benchmarks that need hardware this machine may lack: a run that produced no rows keeps the
 # recorded run (made where the hardware was, with that machine in its record).
@@ -156,6 +157,17 @@ NOTES = {
         "task (code of commit 0b49f7b, before the de-rotation of #10 landed). Per-object work is sequential, so "
         "frames per second fall with the number of objects; tiny ran first and its 1-object row includes warm-up "
         "effects (it reads slower than base+)."),
+    "backends_cpu": (
+        "Issue 13 regression guard, not a product number: seconds per tile of each proposer on the CPU (2 torch "
+        "threads), on the 3 seam-aware tiles (512x512 at `propose.work_width` 1024) of two real panoramas "
+        "(pannellum, 360VOT 0030). The production backends run *tiny random* models of their real classes "
+        "(tests/support/tiny_models.py: SAM 2.1 Hiera-tiny at input 256 with an 8x8 point grid — each point's 3 masks are "
+        "upsampled to the tile for the stability score, as SAM2 does: CPU time grows with the points —; Mask2Former/"
+        "OneFormer with a 16-d Swin, their dataset's classes, tiles resized to 640 wide then 256 px by the model's "
+        "processor), imported with `models import` and loaded through the store (*load_s*: manifest check + "
+        "build); thresholds 0 so every mask takes the whole code path. Baseline: the CPU backends of the default "
+        "configuration (superpixel entities per tile; the two prior voters per whole 1024x512 frame). Production "
+        "sizes run on a GPU: `tests/bench/bench_gpu.py`."),
     "dag_parse": (
         "A fresh interpreter with `airflow.sdk` already imported runs the DAG file (what the dag-processor "
         "pays per parse); median and max of 5."),

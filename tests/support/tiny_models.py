@@ -71,7 +71,9 @@ def tiny_panoptic(folder: str | Path, architecture: str, class_names: list[str],
             processor = Mask2FormerImageProcessorPil(size=size, num_labels=len(class_names))
             tokenizer = None
         elif architecture == "oneformer":
-            from transformers.models.oneformer.image_processing_pil_oneformer import OneFormerImageProcessorPil
+            from transformers.models.oneformer.image_processing_pil_oneformer import (
+                OneFormerImageProcessorPil,
+            )
 
             common.pop("mask_feature_size")
             cfg = transformers.OneFormerConfig(conv_dim=32, mask_dim=32, text_encoder_width=32,

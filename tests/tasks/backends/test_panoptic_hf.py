@@ -19,11 +19,17 @@ import pytest
 import torch
 
 from tasks.backends import build_backends
-from tasks.backends.panoptic_hf import VOTERS, HFPanopticVoter, LabelMapError, PanopticModelError, panoptic_merge
+from tasks.backends.panoptic_hf import (
+    VOTERS,
+    HFPanopticVoter,
+    LabelMapError,
+    PanopticModelError,
+    panoptic_merge,
+)
 from tasks.backends.protocols import PanopticSegmentor
 from tasks.backends.torch_runtime import DeviceUnavailable, ProposalOutOfMemory
 from tasks.config import PipelineConfig
-from tasks.errors import EXIT_PERMANENT, EXIT_USAGE, TransientError
+from tasks.errors import EXIT_PERMANENT, EXIT_USAGE, ConfigError, TransientError
 from tasks.geometry.tiles import cut_tiles, tile_layout
 from tasks.labeling.proposals import FrameProposals, propose_frame
 from tasks.labeling.vote import label_entities
@@ -187,7 +193,7 @@ def _reference_merge(cls, masks, score_thresh, overlap_thresh, stuff):
 
 def test_panoptic_merge_is_detectron2s_panoptic_inference():
     g = torch.Generator().manual_seed(3)
-    for trial in range(20):
+    for _ in range(20):
         q, c = 15, 6
         cls = torch.randn(q, c + 1, generator=g) * 3
         masks = torch.randn(q, 24, 32, generator=g) * 4
@@ -291,7 +297,7 @@ def test_a_pod_that_asked_for_a_gpu_and_has_none_fails_with_exit_2(model_store):
     assert err.value.exit_code == EXIT_USAGE
     config = PipelineConfig.from_dict({"propose": {"device": "cuda", "panoptic_backends": ["oneformer_ade20k"]}})
     with pytest.raises(DeviceUnavailable):
-        build_backends(config, store).voters
+        _ = build_backends(config, store).voters
 
 
 def test_cuda_out_of_memory_retries_with_smaller_batches(voters, tiles, monkeypatch):
@@ -330,5 +336,5 @@ def test_bad_images_and_names_are_refused(voters):
     with pytest.raises(ValueError, match="RGB uint8"):
         v.segment(np.zeros((64, 64), np.uint8))
     config = PipelineConfig.from_dict({"propose": {"panoptic_backends": ["oneformer_ade20"]}})
-    with pytest.raises(Exception, match="unknown panoptic backend 'oneformer_ade20'.*oneformer_ade20k"):
-        build_backends(config).voters
+    with pytest.raises(ConfigError, match="unknown panoptic backend 'oneformer_ade20'.*oneformer_ade20k"):
+        _ = build_backends(config).voters

@@ -12,6 +12,8 @@ int32 map of the tile's shape, numbered 1..n), determinism, the tiles/polar-view
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ from tasks.models import ModelMismatch, import_model
 from tasks.storage import LocalStore
 from tests.support.tiny_models import tiny_panoptic, tiny_sam2_checkpoint
 
+REPO = Path(__file__).resolve().parents[3]
 S = 128          # SAM2 input size in the tests
 W = 512          # ERP work width: tiles of 256 x 256
 MODEL = "sam2.1-hiera-tiny-test"
@@ -252,7 +255,7 @@ def test_sam2_entities_need_the_tiles_layout():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_a_pod_that_asked_for_a_gpu_and_has_none_fails_with_exit_2(store):
     with pytest.raises(DeviceUnavailable, match="propose.device is 'cuda'.*no CUDA device") as err:
-        build_backends(config(device="cuda"), store).entity
+        _ = build_backends(config(device="cuda"), store).entity
     assert err.value.exit_code == EXIT_USAGE
 
 
@@ -271,3 +274,38 @@ def test_missing_or_foreign_checkpoints_are_typed_errors(store, tmp_path, tile):
     prop = build_sam2_entities(config(), store)
     with pytest.raises(ValueError, match="RGB uint8"):
         prop.segment(tile.astype(np.float32))
+
+
+# -- end to end ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_tasks_label_with_the_production_configuration_on_tiny_models(tmp_path):
+    """`configs/production.yaml` (SAM2 entities + propagation, the three OneFormer voters) with
+    its models replaced by tiny random ones imported under the production names, run through
+    every stage by `tasks label` on a short synthetic clip. Overrides: the CPU instead of CUDA,
+    the tiny SAM2 in place of Hiera-L, thresholds 0 (random weights), the CPU verifier instead of
+    the VLM endpoint; everything else is the production file."""
+    from tasks.backends.panoptic_hf import VOTERS
+    from tasks.label import label_video
+    from tasks.layout import manifest_key
+    from tasks.synth import render_clip
+    from tasks.vocabulary import master
+
+    store = LocalStore(tmp_path / "store")
+    import_model(store, tiny_sam2_checkpoint(tmp_path / "sam2", image_size=S), MODEL)
+    prod = PipelineConfig.from_file(REPO / "configs" / "production.yaml")
+    assert prod.propose.entity_backend == "sam2_amg" and len(prod.propose.panoptic_backends) == 3
+    for name in prod.propose.panoptic_backends:
+        spec = VOTERS[name]
+        import_model(store, tiny_panoptic(tmp_path / name, spec.architecture, list(master().maps[spec.label_space])),
+                     name)
+    cfg = prod.with_overrides({
+        "propose.device": "cpu", "propagate.sam2_device": "cpu", "propagate.sam2_model": "tiny",
+        "propagate.sam2_checkpoint": MODEL, "propagate.sam2_image_size": S, **{f"propose.{k}": v for k, v in LOOSE.items()},
+        "propose.panoptic_score_thresh": 0.0, "propose.panoptic_overlap_thresh": 0.0, "verify.verifier": "embedding"})
+    render_clip(tmp_path / "clip", seconds=1.0, fps=4.0, width=128, seed=1, progress=False)
+    res = label_video(tmp_path / "clip" / "clip.mp4", tmp_path / "out", config=cfg, store=store, progress=False)
+    assert res.frames == 4 and res.validation_passed
+    propose = store.get_json(manifest_key(res.video_id, res.run, "propose"))
+    assert set(propose["stats"]["voter_segments"]["0"]) == set(prod.propose.panoptic_backends)
+    annotations = (tmp_path / "out" / "annotations.json").read_text()
+    assert '"annotations"' in annotations and len(list((tmp_path / "out" / "idmaps").glob("*.png"))) == 4
