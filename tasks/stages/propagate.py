@@ -61,7 +61,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     def annotate(rgb: np.ndarray):
         nonlocal backends
         if backends is None:  # only a refresh needs the segmentors and the verifier
-            backends = build_backends(config)
+            backends = build_backends(config, store)
         # proposed in frame 0's orientation, the last keyframe's entities as prior (issue 10)
         cam = tp.camera[-1] if tp.camera else {}
         return annotator(rgb, backends, orientation=_orientation(tp.camera),
@@ -70,7 +70,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
     def question(prev_rgb, prev_idm, rgb):
         nonlocal backends
         if backends is None:
-            backends = build_backends(config)
+            backends = build_backends(config, store)
         return _vlm_question(backends, config, prev_rgb, prev_idm, rgb)
 
     propagator = build_propagator(config, width, store=store)
