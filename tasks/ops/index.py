@@ -12,8 +12,9 @@ overview needs and the *modified time of every committed manifest* it saw:
 * the quarantine records (reason, time).
 
 A later scan stats the manifests again and re-reads only those whose modified time changed
-(:meth:`OpsIndex.refresh`). The index is also written to a local file (JSON, atomically), so a
-restarted api-server worker answers from it at once and refreshes in the background
+(:meth:`OpsIndex.refresh`). What the pages need is condensed into a :class:`Summary` (a row per
+video). The index and the summary are also written to local files (JSON, atomically), so a
+restarted api-server worker answers from the summary at once and refreshes in the background
 (:class:`OpsCache`): stale for at most ``refresh_s`` seconds, never slow.
 
 The store is the only source of truth; this index is a cache of it that can be deleted any time.
@@ -243,7 +244,7 @@ class OpsIndex:
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> dict:
-        return {"version": INDEX_VERSION, "store": self.store.uri(), "scanned_at": self.scanned_at,
+        return {"scanned_at": self.scanned_at,
                 "scan_seconds": self.scan_seconds,
                 "videos": {vid: {"q": e.quarantine,
                                  "runs": {run: {"s": r.stages, "qa": r.qa_mtime, "f": r.flags}
@@ -251,8 +252,6 @@ class OpsIndex:
                            for vid, e in self.videos.items()}}
 
     def load_json(self, doc: dict) -> bool:
-        if doc.get("version") != INDEX_VERSION or doc.get("store") != self.store.uri():
-            return False
         self.videos = {vid: VideoEntry(vid, quarantine=v["q"],
                                        runs={run: RunEntry(run, stages=r["s"], qa_mtime=r["qa"], flags=r["f"])
                                              for run, r in v["runs"].items()})
@@ -261,83 +260,167 @@ class OpsIndex:
         return True
 
 
-def index_path(cache_dir: str | os.PathLike, store: ObjectStore) -> Path:
-    """One index file per store (several stores may share a cache folder)."""
-    return Path(cache_dir) / f"ops-index-{hashlib.sha256(store.uri().encode()).hexdigest()[:16]}.json"
+@dataclass
+class Summary:
+    """What the pages need from one scan, small enough to load in milliseconds: one row per video
+    ``[video_id, status, last activity (epoch s), newest run, stages committed, flags, quarantine
+    reason]`` and the newest ``durations_n`` seconds of each stage."""
+
+    rows: list[list]
+    durations: dict[str, list[float]]
+    durations_n: int
+    scanned_at: float | None
+    scan_seconds: float | None
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "durations": self.durations, "durations_n": self.durations_n,
+                "scanned_at": self.scanned_at, "scan_seconds": self.scan_seconds}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Summary:
+        return cls(d["rows"], d["durations"], d["durations_n"], d["scanned_at"], d["scan_seconds"])
+
+    def status_of(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.rows}
+
+
+def summarize(index: OpsIndex) -> Summary:
+    rows = []
+    for v in index.videos.values():
+        run = v.newest_run
+        rows.append([v.video_id, v.status(), v.last_activity, run.run if run else None,
+                     len(run.stages) if run else 0, dict(run.flags or {}) if run else {},
+                     v.quarantine["reason"] if v.quarantine else None])
+    rows.sort(key=lambda r: r[2], reverse=True)
+    durations = {}
+    for stage in STAGE_NAMES:
+        newest = sorted(((r.stages[stage][0], r.stages[stage][1]) for v in index.videos.values()
+                         for r in v.runs.values() if stage in r.stages and r.stages[stage][1] is not None),
+                        reverse=True)[: index.durations_n]
+        durations[stage] = [sec for _, sec in newest]
+    return Summary(rows, durations, index.durations_n, index.scanned_at, index.scan_seconds)
+
+
+def index_path(cache_dir: str | os.PathLike, store: ObjectStore, kind: str = "index") -> Path:
+    """One index file (and one summary file) per store: several stores may share a cache folder."""
+    return Path(cache_dir) / f"ops-{kind}-{hashlib.sha256(store.uri().encode()).hexdigest()[:16]}.json"
 
 
 class OpsCache:
-    """The index of one store for a long-lived process (the api-server): answers from memory or
-    from the index file, and refreshes in a background thread once it is ``refresh_s`` old.
+    """The scan of one store for a long-lived process (the api-server).
 
-    Only the very first scan of a store (no index in memory or on disk) makes a caller wait.
-    A scan that fails (store unreachable) keeps the last index and records the error, which the
-    dashboard shows as a banner (:attr:`error`).
+    Pages read the :class:`Summary` of the last scan: from memory, else from the summary file a
+    previous process left (a restarted worker answers in milliseconds), else -- only the very
+    first time a store is seen -- from a scan made now. :meth:`refresh_if_stale` starts a scan in a
+    background thread once the summary is ``refresh_s`` old (the app calls it after sending the
+    page); the scan re-reads only manifests whose time changed (the full index file is loaded
+    first). A scan that fails (store unreachable) keeps the last summary and records the error,
+    which the dashboard shows as a banner (:attr:`error`).
     """
 
     def __init__(self, store: ObjectStore, *, cache_dir: str | os.PathLike | None = None, refresh_s: float = 30.0,
-                 durations_n: int = 200):
-        self.index = OpsIndex(store, durations_n=durations_n)
+                 durations_n: int = 200, workers: int | None = None):
+        # a local store is stat calls (the GIL, not latency, is the limit): few threads; S3: many
+        workers = workers or (4 if isinstance(store, LocalStore) else 16)
+        self.index = OpsIndex(store, durations_n=durations_n, workers=workers)
+        self.summary: Summary | None = None
         self.refresh_s = refresh_s
-        self.path = index_path(cache_dir, store) if cache_dir is not None else None
+        self.cache_dir = cache_dir
         self.error: str | None = None
-        self.generation = 0          # bumped after each completed scan (aggregates are cached per generation)
+        self.generation = 0          # bumped after each new summary (aggregates are cached per generation)
         self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
         self._refreshing = False
-        self._loaded = False
+        self._summary_file_read = False
+        self._index_loaded = False
 
-    def _load_file(self) -> None:
-        self._loaded = True
-        if self.path is None or not self.path.is_file():
+    def _path(self, kind: str) -> Path | None:
+        return index_path(self.cache_dir, self.index.store, kind) if self.cache_dir is not None else None
+
+    def _read(self, kind: str) -> dict | None:
+        path = self._path(kind)
+        if path is None or not path.is_file():
+            return None
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("version") == INDEX_VERSION and doc.get("store") == self.index.store.uri():
+                return doc
+        except (OSError, ValueError) as exc:   # a damaged cache is rebuilt
+            log.warning("ops cache file %s unreadable (%s); rescanning", path, exc)
+        return None
+
+    def _write(self, kind: str, doc: dict) -> None:
+        path = self._path(kind)
+        if path is None:
             return
         try:
-            if self.index.load_json(json.loads(self.path.read_text())):
-                self.generation += 1
-        except (OSError, ValueError, KeyError, TypeError) as exc:   # a damaged cache is rebuilt
-            log.warning("ops index %s unreadable (%s); rescanning", self.path, exc)
-
-    def _save_file(self) -> None:
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(self.index.to_json(), separators=(",", ":")))
-            os.replace(tmp, self.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps({"version": INDEX_VERSION, "store": self.index.store.uri(), **doc},
+                                      separators=(",", ":")))
+            os.replace(tmp, path)
         except OSError as exc:   # a read-only cache folder costs speed, not correctness
-            log.warning("cannot write ops index %s: %s", self.path, exc)
+            log.warning("cannot write ops cache file %s: %s", path, exc)
 
     def _scan(self) -> None:
-        try:
-            self.index.refresh()
-        except Exception as exc:   # noqa: BLE001 -- any store failure becomes the banner, and is logged
-            log.exception("scan of %s failed", self.index.store.uri())
-            self.error = f"{type(exc).__name__}: {exc}"
-        else:
-            self.error = None
-            self.generation += 1
-            self._save_file()
-        finally:
-            self._refreshing = False
+        with self._scan_lock:
+            try:
+                if not self._index_loaded:
+                    self._index_loaded = True
+                    doc = self._read("index")
+                    try:
+                        if doc is not None:
+                            self.index.load_json(doc)
+                    except (KeyError, TypeError, ValueError) as exc:
+                        log.warning("ops index file unusable (%s); full rescan", exc)
+                self.index.refresh()
+            except Exception as exc:   # noqa: BLE001 -- any store failure becomes the banner, and is logged
+                log.exception("scan of %s failed", self.index.store.uri())
+                self.error = f"{type(exc).__name__}: {exc}"
+            else:
+                self.error = None
+                self.summary = summarize(self.index)
+                self.generation += 1
+                self._write("index", self.index.to_json())
+                self._write("summary", self.summary.to_json())
+            finally:
+                self._refreshing = False
 
-    def get(self) -> OpsIndex:
-        """The current index: scanned now if there is none yet, else as is (refreshed in the background)."""
+    def get_summary(self) -> Summary | None:
+        """The last scan's summary (None only when the store was never scanned successfully)."""
         with self._lock:
-            if not self._loaded:
-                self._load_file()
-            if self.index.scanned_at is None:
+            if self.summary is None and not self._summary_file_read:
+                self._summary_file_read = True
+                doc = self._read("summary")
+                if doc is not None:
+                    try:
+                        self.summary = Summary.from_json(doc)
+                        self.generation += 1
+                    except (KeyError, TypeError) as exc:
+                        log.warning("ops summary file unusable (%s)", exc)
+            if self.summary is None:
                 self._refreshing = True
                 self._scan()
-                return self.index
-            stale = time.time() - self.index.scanned_at > self.refresh_s
-            if stale and not self._refreshing:
-                self._refreshing = True
-                threading.Thread(target=self._scan, name="ops-index-refresh", daemon=True).start()
-        return self.index
+            return self.summary
 
-    def refresh_now(self) -> OpsIndex:
-        """Scan now and wait (after an action the user expects to see, e.g. a released quarantine)."""
+    def refresh_if_stale(self) -> bool:
+        """Start a background scan if the summary is ``refresh_s`` old; True if one was started."""
         with self._lock:
+            at = self.summary.scanned_at if self.summary else None
+            if self._refreshing or (at is not None and time.time() - at <= self.refresh_s):
+                return False
             self._refreshing = True
-            self._scan()
-        return self.index
+        threading.Thread(target=self._scan, name="ops-index-refresh", daemon=True).start()
+        return True
+
+    def refresh_now(self) -> Summary | None:
+        """Scan now and wait (after an action the user expects to see, e.g. a released quarantine)."""
+        self._refreshing = True
+        self._scan()
+        return self.summary
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Wait for a running background scan (tests, benchmarks)."""
+        deadline = time.time() + timeout
+        while self._refreshing and time.time() < deadline:
+            time.sleep(0.02)

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 from tasks import layout
 from tasks.errors import ObjectNotFound
-from tasks.ops.index import STATUSES, OpsIndex
+from tasks.ops.index import STATUSES, OpsIndex, Summary
 from tasks.stages import STAGE_NAMES
 from tasks.stages.release import published_versions
 from tasks.stages.runner import output_key
@@ -42,10 +42,11 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 # -- overview ----------------------------------------------------------------------------------
-def overview(index: OpsIndex, *, days: int = 14, failed_uploads: list[dict] | None = None,
+# a Summary row: [video_id, status, last activity, newest run, stages committed, flags, quarantine reason]
+def overview(summary: Summary, *, days: int = 14, failed_uploads: list[dict] | None = None,
              video_keys: dict[str, str] | None = None, now: _dt.datetime | None = None) -> dict:
-    """Videos per day by status, stage durations p50/p95 over the newest ``index.durations_n``
-    manifests of each stage, failures by reason.
+    """Videos per day by status, stage durations p50/p95 over the newest ``durations_n`` manifests
+    of each stage, failures by reason, open review flags.
 
     ``failed_uploads``: Airflow's failed stage task instances (``{"key", "stage", "when"}``, the
     newest try of each upload), ``video_keys``: raw key of the videos that are not finished (so a
@@ -54,54 +55,45 @@ def overview(index: OpsIndex, *, days: int = 14, failed_uploads: list[dict] | No
     now = now or _dt.datetime.now(_dt.UTC)
     first = (now - _dt.timedelta(days=days - 1)).date()
     day_list = [(first + _dt.timedelta(days=i)).isoformat() for i in range(days)]
+    start = _dt.datetime.combine(first, _dt.time(), _dt.UTC).timestamp()
     per_day = {d: dict.fromkeys(STATUSES, 0) for d in day_list}
     totals = dict.fromkeys(STATUSES, 0)
     failed_keys = {f["key"]: f for f in (failed_uploads or []) if f.get("key")}
     video_keys = video_keys or {}
     counted_failed: set[str] = set()
-    for v in index.videos.values():
-        status = v.status()
-        if status == "in_progress" and video_keys.get(v.video_id) in failed_keys:
+    reasons: Counter = Counter()
+    flags: Counter = Counter()
+    for vid, status, last, _run, _n, fl, reason in summary.rows:
+        if status == "in_progress" and video_keys.get(vid) in failed_keys:
             status = "failed"
-            counted_failed.add(video_keys[v.video_id])
+            counted_failed.add(video_keys[vid])
         totals[status] += 1
-        d = _day(v.last_activity) if v.last_activity else None
-        if d in per_day:
-            per_day[d][status] += 1
-    for key, f in failed_keys.items():   # uploads that failed before they had a video id, or a video
-        if key in counted_failed or f.get("has_video"):
+        if last and last >= start:
+            d = _day(last)
+            if d in per_day:
+                per_day[d][status] += 1
+        if reason:
+            reasons[f"quarantined: {reason}"] += 1
+        if fl:
+            flags.update(fl)
+    for key, f in failed_keys.items():   # uploads that failed before they had a video id
+        if key in counted_failed:
             continue
         totals["failed"] += 1
         d = str(f.get("when", ""))[:10]
         if d in per_day:
             per_day[d]["failed"] += 1
-
-    durations = {}
-    for stage in STAGE_NAMES:
-        rows = sorted(((r.stages[stage][0], r.stages[stage][1]) for v in index.videos.values()
-                       for r in v.runs.values() if stage in r.stages and r.stages[stage][1] is not None),
-                      reverse=True)[: index.durations_n]
-        secs = [s for _, s in rows]
-        durations[stage] = {"n": len(secs), "p50": percentile(secs, 50), "p95": percentile(secs, 95)}
-
-    reasons: Counter = Counter()
-    for v in index.videos.values():
-        if v.quarantine:
-            reasons[f"quarantined: {v.quarantine['reason']}"] += 1
     for f in failed_keys.values():
         reasons[f"failed at {f.get('stage', '?')}"] += 1
-    flags: Counter = Counter()
-    for v in index.videos.values():
-        run = v.newest_run
-        if run and run.flags:
-            flags.update(run.flags)
-    return {"days": day_list, "per_day": per_day, "totals": totals, "videos": len(index.videos),
-            "durations": durations, "durations_n": index.durations_n, "failures": reasons.most_common(),
+    durations = {stage: {"n": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95)}
+                 for stage, v in ((s, summary.durations.get(s, [])) for s in STAGE_NAMES)}
+    return {"days": day_list, "per_day": per_day, "totals": totals, "videos": len(summary.rows),
+            "durations": durations, "durations_n": summary.durations_n, "failures": reasons.most_common(),
             "flags": flags.most_common()}
 
 
-def unfinished_video_ids(index: OpsIndex) -> list[str]:
-    return [v.video_id for v in index.videos.values() if v.status() == "in_progress"]
+def unfinished_video_ids(summary: Summary) -> list[str]:
+    return [r[0] for r in summary.rows if r[1] == "in_progress"]
 
 
 def source_keys(store: ObjectStore, video_ids: list[str]) -> dict[str, str]:
@@ -117,19 +109,15 @@ def source_keys(store: ObjectStore, video_ids: list[str]) -> dict[str, str]:
     return out
 
 
-def videos_table(index: OpsIndex, *, status: str | None = None, limit: int = 200) -> list[dict]:
+def videos_table(summary: Summary, *, status: str | None = None, limit: int = 200) -> list[dict]:
     """The newest videos first (by last activity), optionally of one status."""
     rows = []
-    for v in sorted(index.videos.values(), key=lambda v: v.last_activity, reverse=True):
-        s = v.status()
+    for vid, s, last, run, n, fl, reason in summary.rows:   # newest first already
         if status and s != status:
             continue
-        run = v.newest_run
-        rows.append({"video_id": v.video_id, "status": s, "run": run.run if run else None,
-                     "stages": len(run.stages) if run else 0, "flags": sum((run.flags or {}).values()) if run else 0,
-                     "when": _dt.datetime.fromtimestamp(v.last_activity, _dt.UTC).isoformat(timespec="seconds")
-                     if v.last_activity else None,
-                     "reason": v.quarantine["reason"] if v.quarantine else None})
+        rows.append({"video_id": vid, "status": s, "run": run, "stages": n, "flags": sum(fl.values()) if fl else 0,
+                     "when": _dt.datetime.fromtimestamp(last, _dt.UTC).isoformat(timespec="seconds") if last else None,
+                     "reason": reason})
         if len(rows) >= limit:
             break
     return rows

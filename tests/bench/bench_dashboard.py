@@ -9,8 +9,10 @@ dependency overridden) so the number includes rendering the page and its SVG plo
 
 * *first scan*: a new process-level cache, no index on disk: every manifest listed and every needed
   one read;
-* *cold*: a new cache (a restarted api-server worker) with the index the first scan left on disk;
-* *warm*: the same cache again (the scan is reused; re-validated in the background).
+* *cold*: a new cache (a restarted api-server worker) with the summary the first scan left on disk;
+* *warm*: the same cache again (the scan is reused; re-validated in the background once it is
+  30 s old, after the page is sent);
+* *rescan*: the background refresh itself (every manifest stat'ed, none changed, none read).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def main(n: int = 10_000, repeats: int = 5) -> dict:
             r = c.get("/")
             dt = time.perf_counter() - t
             assert r.status_code == 200 and "videos per day" in r.text, r.text[:500]
+            c.app.state.dashboard.cache().wait()   # a background refresh, if one started, ends before the next
             return dt
 
         first = timed(client())
@@ -120,13 +123,16 @@ def main(n: int = 10_000, repeats: int = 5) -> dict:
         c = client()
         timed(c)
         warm = [timed(c) for _ in range(repeats)]
+        t0 = time.perf_counter()
+        c.app.state.dashboard.cache().refresh_now()
+        rescan_s = time.perf_counter() - t0
     rows = [{"store": f"{n} videos", "case": case, "median_s": round(statistics.median(v), 3),
              "max_s": round(max(v), 3)}
             for case, v in (("first scan (no index)", [first]), ("cold (new cache, index on disk)", cold),
-                            ("warm (same cache)", warm))]
+                            ("warm (same cache)", warm), ("background rescan, nothing changed", [rescan_s]))]
     return emit("dashboard", rows, {"videos": n, **counts, "generate_s": round(gen_s, 1),
                                     "first_scan_s": rows[0]["median_s"], "cold_s": rows[1]["median_s"],
-                                    "warm_s": rows[2]["median_s"], "target_s": 1.0})
+                                    "warm_s": rows[2]["median_s"], "rescan_s": rows[3]["median_s"], "target_s": 1.0})
 
 
 if __name__ == "__main__":

@@ -509,7 +509,6 @@ def test_airflow_reader_on_a_real_database(airflow_db):
 
 def test_the_plugin_registers_the_app_and_its_views():
     import leader360v_plugin
-
     from airflow.api_fastapi.app import RESERVED_URL_PREFIXES
 
     plugin = leader360v_plugin.Leader360vPlugin()

@@ -54,10 +54,9 @@ class AirflowDB(NoAirflow):
 
     def failed_uploads(self, since: _dt.datetime) -> list[dict]:
         """The newest try of every upload whose stage task failed since ``since``: key, stage, when."""
-        from sqlalchemy import select
-
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         out: dict[str, dict] = {}
         with create_session() as session:
@@ -90,10 +89,9 @@ class AirflowDB(NoAirflow):
 
     def stage_tasks(self, key: str) -> list[dict]:
         """Every stage task instance of one upload (by its raw key), newest run first."""
-        from sqlalchemy import select
-
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         with create_session() as session:
             rows = session.execute(
@@ -107,10 +105,9 @@ class AirflowDB(NoAirflow):
                  "end": ed.isoformat(timespec="seconds") if ed else None} for d, r, t, m, s, n, sd, ed in rows]
 
     def run_keys(self, dag_id: str, run_id: str) -> list[str]:
-        from sqlalchemy import select
-
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         with create_session() as session:
             keys = session.scalars(select(TI.rendered_map_index).where(
@@ -118,10 +115,9 @@ class AirflowDB(NoAirflow):
         return sorted({k for k in keys if k})
 
     def task_key(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str | None:
-        from sqlalchemy import select
-
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         with create_session() as session:
             return session.scalar(select(TI.rendered_map_index).where(
@@ -129,10 +125,9 @@ class AirflowDB(NoAirflow):
 
     def release_of_run(self, dag_id: str, run_id: str) -> int | None:
         """The version a release DAG run published (its ``leader360v_releases`` asset event)."""
-        from sqlalchemy import select
-
         from airflow.models.asset import AssetEvent
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         if dag_id != RELEASE_DAG:
             return None

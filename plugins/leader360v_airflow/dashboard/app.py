@@ -30,15 +30,15 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from leader360v_airflow.dashboard import auth, svg
-from leader360v_airflow.dashboard.airflow_state import AirflowDB, NoAirflow
+from leader360v_airflow.dashboard.airflow_state import AirflowDB
 from tasks import layout
 from tasks.errors import ObjectNotFound
 from tasks.ops import views
@@ -200,20 +200,22 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
             log.exception("store read failed")
             raise StoreUnavailable(f"reading the store failed: {type(exc).__name__}: {exc}") from exc
 
-    def scanned_index():
-        """The store's scan; a store never scanned successfully is the banner page."""
+    def scanned_index(background: BackgroundTasks):
+        """The summary of the store's last scan (a store never scanned successfully is the banner
+        page); a stale one is refreshed in the background after the page is sent."""
         cache = dash.cache()
-        index = guarded(cache.get)
-        if index.scanned_at is None:
+        summary = guarded(cache.get_summary)
+        if summary is None:
             raise StoreUnavailable(cache.error or "the store has not been scanned yet")
-        return index
+        background.add_task(cache.refresh_if_stale)
+        return summary
 
     # -- overview -------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, dependencies=dep(auth.read_pipeline))
-    def overview(request: Request):
+    def overview(request: Request, background: BackgroundTasks):
         store = store_or_banner()
         cache = dash.cache()
-        index = scanned_index()
+        index = scanned_index(background)
         now = _dt.datetime.now(_dt.UTC)
         since = now - _dt.timedelta(days=dash.days)
         failed = _airflow(dash.airflow.failed_uploads, [], since)
@@ -244,11 +246,12 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
                       scanned=_ago(index.scanned_at), title="Overview")
 
     @app.get("/videos", response_class=HTMLResponse, dependencies=dep(auth.read_pipeline))
-    def videos(request: Request, status: str | None = Query(None), limit: int = Query(200, ge=1, le=5000)):
+    def videos(request: Request, background: BackgroundTasks, status: str | None = Query(None),
+               limit: int = Query(200, ge=1, le=5000)):
         if status is not None and status not in STATUSES:
             raise HTTPException(400, f"unknown status {status!r}; one of {', '.join(STATUSES)}")
         store_or_banner()
-        index = scanned_index()
+        index = scanned_index(background)
         return render(request, "videos.html", rows=views.videos_table(index, status=status, limit=limit),
                       status=status, title="Videos", scanned=_ago(index.scanned_at))
 
@@ -330,7 +333,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
     if authorize:
         release_deps = [Depends(auth.edit_pipeline)]
 
-        def who(user=Depends(auth.current_user)) -> str:
+        def who(user: Annotated[Any, Depends(auth.current_user)]) -> str:
             return auth.user_name(user)
     else:
         release_deps = []
@@ -338,8 +341,10 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
         def who() -> str:
             return "airflow:unauthenticated"
 
+    who_dep = Depends(who)   # a local: with postponed annotations FastAPI could not resolve `who` in Annotated[]
+
     @app.post("/quarantine/{video_id}/release", dependencies=release_deps)
-    def release_quarantine(request: Request, video_id: str, by: str = Depends(who), confirm: str = Form("")):
+    def release_quarantine(request: Request, video_id: str, by: str = who_dep, confirm: Annotated[str, Form()] = ""):
         from tasks.quarantine import NotQuarantined, release_quarantine
 
         store = store_or_banner()
@@ -383,26 +388,27 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
 
     # -- links from Airflow's pages ----------------------------------------------------------------
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=dep(auth.read_pipeline))
-    def dag_run(request: Request, dag_id: str, run_id: str):
+    def dag_run(request: Request, dag_id: str, run_id: str, background: BackgroundTasks):
         version = _airflow(dash.airflow.release_of_run, None, dag_id, run_id)
         if version is not None:
             return RedirectResponse(f"{base(request)}/releases/{version}", status_code=307)
         store = store_or_banner()
         keys = _airflow(dash.airflow.run_keys, [], dag_id, run_id)
-        index = scanned_index()
+        index = scanned_index(background)
         by_key = _videos_by_key(store, index, keys, guarded)
         return render(request, "run.html", dag_id=dag_id, run_id=run_id, keys=keys, by_key=by_key,
-                      index=index, title=f"Run {run_id}")
+                      status_of=index.status_of(), title=f"Run {run_id}")
 
     @app.get("/tasks/{dag_id}/{run_id}/{task_id}/{map_index}", dependencies=dep(auth.read_pipeline))
-    def task_instance(request: Request, dag_id: str, run_id: str, task_id: str, map_index: int):
+    def task_instance(request: Request, dag_id: str, run_id: str, task_id: str, map_index: int,
+                      background: BackgroundTasks):
         key = _airflow(dash.airflow.task_key, None, dag_id, run_id, task_id, map_index)
         if not key:
             return render(request, "error.html", 404, title="No video for this task",
                           message=f"task {task_id} [{map_index}] of run {run_id} is not a stage task of an upload "
                                   "(or has not rendered its upload key yet).")
         store = store_or_banner()
-        index = scanned_index()
+        index = scanned_index(background)
         vid = _videos_by_key(store, index, [key], guarded).get(key)
         if vid is None:
             return render(request, "error.html", 404, title="Not ingested",
@@ -443,10 +449,10 @@ def _videos_by_key(store, index, keys: list[str], guarded) -> dict[str, str]:
     out: dict[str, str] = {}
     if not want:
         return out
-    for v in sorted(index.videos.values(), key=lambda v: v.last_activity, reverse=True):
-        k = guarded(views.source_keys, store, [v.video_id]).get(v.video_id)
+    for row in index.rows:   # newest activity first: a run's videos are near the top
+        k = guarded(views.source_keys, store, [row[0]]).get(row[0])
         if k in want:
-            out[k] = v.video_id
+            out[k] = row[0]
             if len(out) == len(want):
                 break
     return out

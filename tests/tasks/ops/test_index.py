@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 
 import pytest
 
@@ -37,7 +36,7 @@ def test_a_labeled_video_is_waiting_for_review_with_its_flags_and_timings(store)
     assert v.newest_run.run == run and v.newest_run.flags == qa["stats"]["flags"]
     assert set(v.newest_run.stages) == set(layout_stages())
     # every stage's seconds read from its manifest (one video: within the newest-N window)
-    for stage, (mtime, secs) in v.newest_run.stages.items():
+    for stage, (_mtime, secs) in v.newest_run.stages.items():
         assert secs == pytest.approx(s.get_json(layout.manifest_key(vid, run, stage))["seconds"])
 
 
@@ -102,31 +101,47 @@ def test_empty_store(tmp_path):
     assert idx.videos == {} and idx.scanned_at is not None
 
 
-def test_a_restarted_process_answers_from_the_index_file_and_refreshes_in_the_background(store, tmp_path):
+def test_a_restarted_process_answers_from_the_summary_file_and_refreshes_in_the_background(store, tmp_path):
     s, vid, run = store
     first = OpsCache(s, cache_dir=tmp_path / "cache", refresh_s=3600)
-    first.get()
-    assert index_path(tmp_path / "cache", s).is_file()
+    summary = first.get_summary()
+    assert index_path(tmp_path / "cache", s, "index").is_file()
+    assert index_path(tmp_path / "cache", s, "summary").is_file()
+    assert summary.status_of()[vid] == first.index.videos[vid].status()
     restarted = OpsCache(s, cache_dir=tmp_path / "cache", refresh_s=0.0)
-    t = time.perf_counter()
-    idx = restarted.get()                      # from the file; a refresh starts in the background
-    assert idx.videos[vid].status() == first.index.videos[vid].status()
-    assert time.perf_counter() - t < 1.0
-    deadline = time.time() + 20
-    while restarted._refreshing and time.time() < deadline:
-        time.sleep(0.05)
-    assert restarted.error is None and restarted.index.scanned_at >= first.index.scanned_at
+    again = restarted.get_summary()            # from the file: no scan, no manifest read
+    assert again.rows == summary.rows and restarted.index.scanned_at is None
+    assert restarted.refresh_if_stale()        # stale at once (refresh_s=0): a background scan
+    restarted.wait()
+    assert restarted.error is None and restarted.index.reads == 0   # the index file made it incremental
+    assert restarted.summary.scanned_at >= summary.scanned_at
+    fresh = OpsCache(s, cache_dir=tmp_path / "cache", refresh_s=3600)
+    fresh.get_summary()
+    assert not fresh.refresh_if_stale()        # a summary younger than refresh_s is not rescanned
+
+
+def test_a_change_shows_after_the_background_refresh(store, tmp_path):
+    s, vid, run = store
+    c = OpsCache(s, cache_dir=tmp_path / "cache", refresh_s=0.0)
+    assert c.get_summary().status_of()[vid] in ("ready", "review")
+    s.delete(layout.manifest_key(vid, run, "validate"))
+    assert c.get_summary().status_of()[vid] in ("ready", "review")   # the page never waits for a scan
+    c.refresh_if_stale()
+    c.wait()
+    assert c.get_summary().status_of()[vid] == "in_progress"
 
 
 def test_an_index_file_of_another_store_or_version_is_ignored(store, tmp_path):
     s, vid, _ = store
-    path = index_path(tmp_path / "c", s)
-    path.parent.mkdir()
-    path.write_text(json.dumps({"version": 0, "store": s.uri(), "videos": {}}))
+    for kind in ("index", "summary"):
+        path = index_path(tmp_path / "c", s, kind)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"version": 0, "store": s.uri(), "rows": [], "videos": {}}))
     c = OpsCache(s, cache_dir=tmp_path / "c")
-    assert vid in c.get().videos               # rescanned, not the stale file
-    path.write_text("{broken")
-    assert vid in OpsCache(s, cache_dir=tmp_path / "c").get().videos
+    assert vid in c.get_summary().status_of()     # rescanned, not the stale files
+    for kind in ("index", "summary"):
+        index_path(tmp_path / "c", s, kind).write_text("{broken")
+    assert vid in OpsCache(s, cache_dir=tmp_path / "c").get_summary().status_of()
 
 
 def test_an_unreachable_store_is_an_error_not_an_exception(tmp_path):
@@ -134,5 +149,4 @@ def test_an_unreachable_store_is_an_error_not_an_exception(tmp_path):
 
     s = open_store("s3://leader360v?endpoint=127.0.0.1:9&secure=false", access_key="a", secret_key="b", retries=0)
     c = OpsCache(s, cache_dir=tmp_path)
-    idx = c.get()
-    assert idx.scanned_at is None and "127.0.0.1:9" in c.error
+    assert c.get_summary() is None and "127.0.0.1:9" in c.error
