@@ -97,27 +97,6 @@ def _segments_from_kinds(kinds: np.ndarray, min_px: int, names: dict[str, str]) 
     return LabeledSegments(labels, seg_names)
 
 
-def content_initial_labels(data: np.ndarray, k: int) -> np.ndarray:
-    """Initial k-means labels that depend on the feature values only, not on where the pixels
-    are: the k equal-count bins of the data's projection on its first principal axis.
-
-    k-means++ seeding draws its seeds by pixel index, so a frame rolled, rotated or re-encoded
-    got other seeds, other clusters and other stuff regions, and the vote flipped large regions
-    between a class and ``unknown`` (issue 10: "the k-means is order-dependent"). The bins
-    are the same for any order of the same pixels (the PCA sign only renumbers them), and
-    Lloyd's iterations from them are order-free too.
-    """
-    n = len(data)
-    if k <= 1 or n <= k:
-        return np.minimum(np.arange(n), max(k - 1, 0)).astype(np.int32)[:, None]
-    x = data.astype(np.float64)
-    x = x - x.mean(axis=0)
-    _, vecs = np.linalg.eigh(x.T @ x)
-    proj = x @ vecs[:, -1]
-    edges = np.quantile(proj, np.arange(1, k) / k)
-    return np.searchsorted(edges, proj, side="right").astype(np.int32)[:, None]
-
-
 class ColorPriorVoter:
     """Per-pixel scene prior at reduced resolution, cleaned by a seam-aware median filter."""
 
@@ -165,10 +144,10 @@ class ClusterPriorVoter:
         latmap = np.broadcast_to(np.degrees(lat)[:, None], (w // 2, w))
         feats = np.stack([lab[..., 0] * (100 / 255), lab[..., 1] - 128, lab[..., 2] - 128, tex, latmap * 0.3], -1)
         data = feats.reshape(-1, feats.shape[-1]).astype(np.float32)
+        cv2.setRNGSeed(self.seed)  # k-means++ seeding draws from OpenCV's global RNG
         k = min(self.k, len(data))
-        _, assign, _ = cv2.kmeans(data, k, content_initial_labels(data, k),
-                                  (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
-                                  1, cv2.KMEANS_USE_INITIAL_LABELS)
+        _, assign, _ = cv2.kmeans(data, k, None, (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
+                                  2, cv2.KMEANS_PP_CENTERS)
         clusters = _wrap_median(assign.reshape(w // 2, w).astype(np.uint8), 3)
         h_, s_, v_ = hsv_features(small)
         # one kind per connected region of a cluster, from the region's mean features
