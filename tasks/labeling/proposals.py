@@ -184,7 +184,10 @@ def _propose(work: np.ndarray, config: PipelineConfig, backends: Backends,
     for v in backends.voters:
         if v.tiled:
             tiles = tiles or [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]
-            segs = [v.segment(t) for t in tiles]
+            # a learned voter takes the frame's tiles as batches (propose.panoptic_batch_tiles, halved
+            # on CUDA out of memory; issue 13)
+            many = getattr(v, "segment_many", None)
+            segs = many(tiles) if many is not None else [v.segment(t) for t in tiles]
             labels, _, names = merge_tiles([s.labels for s in segs], lay, iou_threshold=config.propose.tile_merge_iou,
                                            tile_names=[s.names for s in segs])
             voters[v.name] = LabeledSegments(labels, names)

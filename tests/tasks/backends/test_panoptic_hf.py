@@ -142,16 +142,21 @@ def test_segment_many_equals_one_tile_at_a_time(voters, tiles):
         assert (got.labels == one.labels).mean() > 0.999
 
 
-def test_the_vote_is_fed_as_in_production(model_store, frame):
-    """propose_frame on the tiles with the three voters, through build_backends and the store;
-    their maps survive the propose stage's files; the vote reads mapped names."""
+def test_the_vote_is_fed_as_in_production(model_store, frame, monkeypatch):
+    """propose_frame on the tiles with the three voters, through build_backends and the store
+    (each voter gets the frame's tiles as one batch); their maps survive the propose stage's
+    files; the vote reads mapped names."""
     store, _ = model_store
     config = PipelineConfig.from_dict({"propose": {
         "layout": "tiles", "work_width": W, "panoptic_backends": list(TINY), "panoptic_score_thresh": 0.0,
         "panoptic_overlap_thresh": 0.0},
         "verify": {"verifier": "none"}})
     backends = build_backends(config, store)
+    batches = []
+    for v in backends.voters:
+        monkeypatch.setattr(v, "_segment_batch", lambda ims, _f=v._segment_batch: batches.append(len(ims)) or _f(ims))
     props = propose_frame(frame, config, backends)
+    assert batches == [config.tiling.tiles] * len(TINY)
     assert set(props.voters) == set(TINY)
     assert {props.spaces[n] for n in TINY} == {"ade20k", "coco_panoptic", "cityscapes"}
     for seg in props.voters.values():
