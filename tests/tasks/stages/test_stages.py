@@ -55,6 +55,13 @@ def test_sdr_objects_are_exclusive_with_stuff_merged(labeled_tiny):
     stuff = [o["category"] for o in objs.values() if not o["isthing"]]
     assert len(stuff) == len(set(stuff))               # one object per stuff class
     assert {"sky", "grass"} <= set(stuff)
+    # the keyframe's entities and their labels: the prior of the tracking pass's refreshes (issue 10)
+    eprefix = output_key(store, m, "entity")
+    entity = decode_png(store.get_bytes(eprefix + "00000.png"))
+    props = FrameProposals.load(store, output_key(store, load_manifest(store, labeled_tiny[1], labeled_tiny[2],
+                                                                        "propose"), "proposals"), 0)
+    assert np.array_equal(entity, props.entity)
+    assert {int(e) for e in store.get_json(eprefix + "00000.json")} == set(range(1, int(entity.max()) + 1))
 
 
 def test_propagate_and_refine_cover_every_frame(labeled_tiny):
