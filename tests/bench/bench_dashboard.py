@@ -128,7 +128,7 @@ def main(n: int = 10_000, repeats: int = 5) -> dict:
         rescan_s = time.perf_counter() - t0
     rows = [{"store": f"{n} videos", "case": case, "median_s": round(statistics.median(v), 3),
              "max_s": round(max(v), 3)}
-            for case, v in (("first scan (no index)", [first]), ("cold (new cache, index on disk)", cold),
+            for case, v in (("first scan (no index)", [first]), ("cold (new cache, summary on disk)", cold),
                             ("warm (same cache)", warm), ("background rescan, nothing changed", [rescan_s]))]
     return emit("dashboard", rows, {"videos": n, **counts, "generate_s": round(gen_s, 1),
                                     "first_scan_s": rows[0]["median_s"], "cold_s": rows[1]["median_s"],
