@@ -351,3 +351,17 @@ def test_bad_images_and_names_are_refused(voters):
     config = PipelineConfig.from_dict({"propose": {"panoptic_backends": ["oneformer_ade20"]}})
     with pytest.raises(ConfigError, match="unknown panoptic backend 'oneformer_ade20'.*oneformer_ade20k"):
         _ = build_backends(config).voters
+
+
+def test_a_oneformer_snapshot_naming_the_hubs_class_info_file_loads_offline(tmp_path):
+    """The released OneFormer snapshots' preprocessor_config.json names a metadata file of the hub
+    dataset shi-labs/oneformer_demo (used for training only); loading must not reach for it."""
+    import json
+
+    folder = tiny_panoptic(tmp_path / "of", "oneformer", list(master().maps["ade20k"]))
+    cfg = folder / "preprocessor_config.json"
+    data = json.loads(cfg.read_text())
+    data.update(class_info_file="ade20k_panoptic.json", repo_path="shi-labs/oneformer_demo", num_text=134)
+    cfg.write_text(json.dumps(data))
+    v = HFPanopticVoter("oneformer_ade20k", folder=folder, score_thresh=0.0, overlap_thresh=0.0)
+    assert v.segment(np.zeros((64, 64, 3), np.uint8)).labels.shape == (64, 64)
