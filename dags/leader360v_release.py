@@ -14,7 +14,9 @@ demand. Three steps:
 3. **publish** — `releases/vN/` with annotations, id maps, frames, splits, a manifest with the
    sha256 of every file, the GX report with its Data Docs (`data_docs/index.html`) and a dataset
    card; `_MANIFEST.json` is written last. The asset event `leader360v_releases` carries the
-   version, the release's location and its counts.
+   version, the release's location and its counts. When another release published the same
+   content while this one waited, nothing is written: the log says "unchanged: vN already holds
+   these labels" and the event's `unchanged` is true.
 
 One configuration per video: the newest one that passed its quality suite (or `config_hash`);
 the dataset card says which, and why. A candidate identical to the latest release (same videos,
@@ -84,10 +86,17 @@ def leader360v_release():
 
         out = publish_candidate(settings.store(), cand["candidate"])
         # what a consumer of the asset needs without opening the store: which version, where
+        # "unchanged": another release published this content while this one waited for the
+        # publish lease, so out names that version and nothing new was written (tasks.stages.release)
         get_current_context()["outlet_events"][RELEASES].extra = {
-            k: out[k] for k in ("version", "uri", "prefix", "videos", "objects", "files", "runs", "data_docs")}
-        print(f"published release v{out['version']} at {out['uri']}: {out['videos']} video(s), "
-              f"{out['objects']} object(s); Data Docs: {out['data_docs']}")
+            k: out[k] for k in ("version", "uri", "prefix", "videos", "objects", "files", "runs", "data_docs",
+                                "unchanged")}
+        if out["unchanged"]:
+            print(f"unchanged: v{out['version']} already holds these labels ({out['uri']}: {out['videos']} "
+                  f"video(s), {out['objects']} object(s)); nothing published")
+        else:
+            print(f"published release v{out['version']} at {out['uri']}: {out['videos']} video(s), "
+                  f"{out['objects']} object(s); Data Docs: {out['data_docs']}")
         return out
 
     cand = candidate()
