@@ -117,6 +117,16 @@ class RequestInvalid(ConfigError):
                          + "\n".join(f"  - {p}" for p in self.problems))
 
 
+class DeviceUnavailable(ConfigError):
+    """The configured device (``propose.device``, ``propagate.sam2_device``) does not exist on
+    this machine: a pod that asked for a GPU got none, or ``cuda:N`` names a card it lacks. Exit 2,
+    not retried: a scheduling or configuration problem that a retry on the same pod does not fix
+    [issue 13, bad input]. One class for every learned backend (``tasks.backends.torch_runtime``,
+    ``tasks.backends.sam2_propagator``), so a caller catches one thing."""
+
+    label = "device unavailable"
+
+
 class UsageError(PermanentError):
     """A command-line argument cannot work (an output folder that cannot be written, a path that
     is a file where a folder is needed, a number out of range). Found before any work is done

@@ -101,7 +101,7 @@ import torch
 import torch.nn.functional as F
 
 from tasks.backends.sam2_memory import FrameFeatures, Sam2Stream, encode_frames
-from tasks.errors import ConfigError, PermanentError, TransientError
+from tasks.errors import ConfigError, DeviceUnavailable, PermanentError, TransientError
 from tasks.geometry import camera_motion
 from tasks.geometry.camera_motion import CameraMotion, rotation_angle_deg
 from tasks.geometry.erp import check_erp
@@ -137,10 +137,6 @@ class CheckpointError(PermanentError):
 class Sam2ModelMissing(ModelMissing, CheckpointError):
     """``propagate.sam2_checkpoint`` names a model that is not in the store (exit 2, with the
     ``models import`` to run)."""
-
-
-class DeviceUnavailable(ConfigError):
-    """The configured device does not exist on this machine."""
 
 
 class Sam2InputError(PermanentError, ValueError):

@@ -14,17 +14,12 @@ from typing import TypeVar
 
 import torch
 
-from tasks.errors import ConfigError, TransientError
+from tasks.errors import ConfigError, DeviceUnavailable, TransientError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class DeviceUnavailable(ConfigError):
-    """The configured device does not exist on this machine (exit 2: a scheduling or
-    configuration problem, not something a retry on the same pod fixes)."""
 
 
 class ProposalOutOfMemory(TransientError):

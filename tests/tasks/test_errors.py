@@ -49,3 +49,13 @@ def test_cli_user_mistakes_print_one_line_and_no_traceback(tmp_path, capsys):
     assert main(["status", "--gt", str(tmp_path / "missing.json"), "--store", str(tmp_path / "s")]) == 7
     err = capsys.readouterr().err
     assert "missing.json" in err and "Traceback" not in err
+
+
+def test_one_device_error_for_every_learned_backend():
+    """A pod without the GPU it asked for fails the same way wherever the device is resolved:
+    exit 2, never retried (a retry lands on the same pod), one class to catch."""
+    from tasks.backends import sam2_propagator, torch_runtime
+
+    assert torch_runtime.DeviceUnavailable is sam2_propagator.DeviceUnavailable is errors.DeviceUnavailable
+    assert errors.DeviceUnavailable.exit_code == 2 and not errors.DeviceUnavailable.retryable
+    assert errors.exit_outcome(errors.DeviceUnavailable.exit_code).outcome == "fail"
