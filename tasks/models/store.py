@@ -27,10 +27,22 @@ from tasks.models.manifest import (
     file_sha256,
     scan_folder,
 )
+from tasks.storage.lease import LEASES, held_lease, lease_wait_s
 
 log = logging.getLogger(__name__)
 
 PREFIX = "models/"
+
+
+# An import copies the whole model (about 900 MB for SAM 2.1 Hiera-L or a OneFormer Swin-L, minutes
+# to a remote S3): a second import of the same name waits this many times the lease wait
+# ($LEADER360V_LEASE_WAIT_S, default 60 s) for it before it fails with exit 1 (LeaseHeld).
+_IMPORT_WAIT_FACTOR = 10
+
+
+def import_lease_key(name: str) -> str:
+    """One lease per model name, outside ``models/`` so no listing or version cleanup sees it."""
+    return f"{LEASES}models/{name}.json"
 
 
 def manifest_key(name: str) -> str:
@@ -91,12 +103,20 @@ def import_model(store, folder: str | Path, name: str, *, source: str | None = N
     m = Manifest(name=name, files=entries, loader=loader, architecture=architecture, source=source,
                  license=license, imported_by=_who(),
                  imported_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    for (rel, path), entry in zip(files, m.files, strict=True):
-        store.put_file(file_key(m, rel), path)
-        if store.stat(file_key(m, rel)).size != entry.size:   # the file changed while it was copied
-            raise ModelImportError(f"{path} changed while it was imported; import it again when nothing writes it")
-    store.put_json(manifest_key(name), m.to_json())
-    _drop_other_versions(store, m)
+    # Two imports of one name at once would delete each other's new files: the first to finish
+    # drops every other version's prefix, including the one the second is still copying, whose
+    # manifest then names deleted files. One import per name at a time, under a lease; the second
+    # waits for the first (then replaces it) -- hashing above is done outside it, so the wait is the
+    # copy only.
+    with held_lease(store, import_lease_key(name), what=f"importing model {name!r}",
+                    wait_s=lease_wait_s() * _IMPORT_WAIT_FACTOR) as lease:
+        for (rel, path), entry in zip(files, m.files, strict=True):
+            store.put_file(file_key(m, rel), path)
+            if store.stat(file_key(m, rel)).size != entry.size:   # the file changed while it was copied
+                raise ModelImportError(f"{path} changed while it was imported; import it again when nothing writes it")
+        lease.check()  # an import that lost its lease must not switch the manifest over the new holder's
+        store.put_json(manifest_key(name), m.to_json())
+        _drop_other_versions(store, m)
     log.info("imported model %s (%d files, %.1f MB) in %.1f s", name, len(m.files), m.total_size / 1e6,
              time.perf_counter() - t0)
     return m

@@ -172,3 +172,43 @@ def test_round_trip_through_an_s3_store(hf_folder, tmp_path):
         assert p.name == m.version
     finally:
         ep.server.stop()
+
+
+def test_two_imports_of_one_name_at_once_leave_one_complete_model(store, hf_folder, tmp_path, monkeypatch):
+    """Without one import per name at a time, the first to finish deleted the files the second was
+    still copying, and the second's manifest then named deleted files."""
+    import shutil
+    import threading
+    import time
+
+    other = tmp_path / "other"
+    shutil.copytree(hf_folder, other)
+    (other / "model.safetensors").write_bytes(b"other weights" * 20_000)
+    real_put_file = LocalStore.put_file
+
+    def slow_put_file(self, key, path, **kw):   # a copy that takes a while, so the two overlap
+        time.sleep(0.05)
+        return real_put_file(self, key, path, **kw)
+
+    monkeypatch.setattr(LocalStore, "put_file", slow_put_file)
+    barrier = threading.Barrier(2)
+    results, errors = {}, []
+
+    def go(folder):
+        try:
+            barrier.wait()
+            results[folder.name] = import_model(store, folder, "m")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(f,)) for f in (hf_folder, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(results) == 2
+    assert results[hf_folder.name].version != results[other.name].version
+    final = verify_model(store, "m")                      # every file the manifest names is there, intact
+    assert final.version in {r.version for r in results.values()}
+    assert store.list_prefixes("models/m/") == [f"models/m/{final.version}/"]
+    assert not list(store.list("leases/"))                # the lease was let go
