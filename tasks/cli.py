@@ -339,7 +339,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     handlers = {"synth": _cmd_synth, "label": _cmd_label, "evaluate": _cmd_evaluate, "release": _cmd_release,
                 "upload": _cmd_upload, "config": _cmd_config, "status": _cmd_status}
     handler = getattr(args, "handler", None) or handlers.get(args.command, _cmd_stage if args.command in STAGES else None)
