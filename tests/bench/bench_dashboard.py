@@ -96,6 +96,7 @@ def main(n: int = 10_000, repeats: int = 5) -> dict:
     from fastapi.testclient import TestClient
 
     from leader360v_airflow.dashboard import app as dashboard
+    from leader360v_airflow.dashboard.airflow_state import NoAirflow
     from tasks.storage import LocalStore
 
     with tempfile.TemporaryDirectory(prefix="bench-dash-") as tmp:
@@ -106,7 +107,7 @@ def main(n: int = 10_000, repeats: int = 5) -> dict:
         cache_dir = Path(tmp) / "cache"
 
         def client():
-            app = dashboard.create_app(store=LocalStore(root), airflow=dashboard.NoAirflow(),
+            app = dashboard.create_app(store=LocalStore(root), airflow=NoAirflow(),
                                        cache_dir=cache_dir, authorize=False)
             return TestClient(app)
 
