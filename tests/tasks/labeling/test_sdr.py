@@ -62,3 +62,23 @@ def test_a_cut_forgets_the_prior_and_derotate_off_ignores_the_orientation(cfg, s
     off = cfg.with_overrides({"propose.derotate": False})
     assert np.array_equal(annotate_frame(moved, off, be, orientation=R).idmap,
                           annotate_frame(moved, off, be).idmap)
+
+
+def test_an_object_that_moved_leaves_no_ghost_of_its_old_place(cfg, scene):
+    """A prior made before a ball rolled away: the ball is cut where it is now, and where it was
+    is the floor again (the hysteresis does not keep a region shaped like the ball there)."""
+    rgb, _, _, be, _, _ = scene
+    yy, xx = np.mgrid[0:W // 2, 0:W]
+    was = (yy - 200) ** 2 + (xx - 120) ** 2 <= 16 ** 2
+    now = (yy - 200) ** 2 + (xx - 330) ** 2 <= 16 ** 2
+    before, after = rgb.copy(), rgb.copy()
+    before[was] = (230, 30, 30)
+    after[now] = (230, 30, 30)
+    ann = Annotator(cfg, first=propose_frame(before, cfg, be).entity)
+    got = ann(after, be).entity
+    ids, counts = np.unique(got[now], return_counts=True)
+    ball = got == ids[np.argmax(counts)]
+    assert (ball & now).sum() / (ball | now).sum() > 0.8
+    ids, counts = np.unique(got[was], return_counts=True)
+    there = got == ids[np.argmax(counts)]
+    assert there.sum() > 4 * was.sum()        # the old place belongs to a larger region
