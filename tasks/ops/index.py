@@ -9,7 +9,15 @@ overview needs and the *modified time of every committed manifest* it saw:
 * the QA flag counts of each run's ``qa`` manifest (read once per manifest version);
 * a stage's ``seconds``, read only for the newest ``durations_n`` manifests of each stage (the
   overview's p50/p95 window), and kept;
-* the quarantine records (reason, time).
+* the quarantine records (reason, time);
+* the human gate's truth (tasks/review/approval.py): each ``reviews/{video_id}/{run}/decision.json``
+  (listed once per scan, like the quarantine records, and re-read when its time changes: a decision
+  counts as a manifest for invalidation), whether a CVAT task was exported there, and -- for a run
+  whose status depends on it (flags, or more than one run) -- the run's ``review`` settings from its
+  ``config.json`` (``gate_max_flags``, ``revision_of``), read once: a run's configuration never
+  changes, its id is the configuration's hash;
+* the raw key of each video (``source.json``, written once at ingest, read once), so the pages
+  that map Airflow's upload keys to videos need no store read.
 
 A later scan stats the manifests again and re-reads only those whose modified time changed
 (:meth:`OpsIndex.refresh`). What the pages need is condensed into a :class:`Summary` (a row per
@@ -40,9 +48,14 @@ from tasks.storage import LocalStore, ObjectStore
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2   # 2: the human gate (decisions, review settings) and the raw key per video
 # Overview statuses, in the order the plots stack them.
-STATUSES = ("ready", "review", "in_progress", "failed", "quarantined")
+STATUSES = ("ready", "approved", "revised", "review", "rejected", "in_progress", "failed", "quarantined")
+# What the pages call them (``review``: the human gate holds the video).
+STATUS_LABELS = {"ready": "ready", "approved": "approved", "revised": "revised", "review": "waiting for review",
+                 "rejected": "rejected (waiting for corrections)", "in_progress": "in progress", "failed": "failed",
+                 "quarantined": "quarantined"}
+REVIEWS = "reviews/"   # tasks/review/approval.py REVIEWS (kept in step by tests/tasks/ops/test_index.py)
 
 
 @dataclass
@@ -52,6 +65,31 @@ class RunEntry:
     stages: dict[str, list] = field(default_factory=dict)
     qa_mtime: float | None = None   # the qa manifest version ``flags`` was read from
     flags: dict[str, int] | None = None
+    # the run's ``review`` settings {"gate_max_flags", "revision_of"} (None: not read / no config.json)
+    review_cfg: dict | None = None
+    # reviews/{video}/{run}/decision.json: {"decision", "by", "at", "note", "mtime"}, None: no decision
+    decision: dict | None = None
+    cvat: bool = False              # a CVAT task was exported for the gate (reviews/.../cvat/annotations.xml)
+
+    @property
+    def flag_total(self) -> int:
+        return sum((self.flags or {}).values())
+
+    def gate_status(self) -> str:
+        """The human gate's view of a validated run, as tasks/review/approval.py ``human_review``
+        decides it: ``revised`` (a person's corrections), ``approved``/``rejected`` (decision.json),
+        ``review`` (``needs_review``: more flags than the run's ``gate_max_flags``, and no decision),
+        else ``ready``."""
+        rc = self.review_cfg or {}
+        if rc.get("revision_of"):
+            return "revised"
+        d = (self.decision or {}).get("decision")
+        if d == "approved":
+            return "approved"
+        if d == "rejected":
+            return "rejected"
+        limit = rc.get("gate_max_flags")
+        return "review" if limit is not None and self.flag_total > limit else "ready"
 
     @property
     def latest(self) -> float:
@@ -67,6 +105,7 @@ class VideoEntry:
     video_id: str
     runs: dict[str, RunEntry] = field(default_factory=dict)
     quarantine: dict | None = None   # {"reason", "message", "time", "mtime"}
+    key: str | None = None           # the raw upload's key (source.json)
 
     @property
     def newest_run(self) -> RunEntry | None:
@@ -75,21 +114,22 @@ class VideoEntry:
     @property
     def last_activity(self) -> float:
         times = [r.latest for r in self.runs.values()]
+        times += [r.decision["mtime"] for r in self.runs.values() if r.decision and r.decision.get("mtime")]
         if self.quarantine:
             times.append(self.quarantine["mtime"])
         return max(times, default=0.0)
 
     def status(self) -> str:
-        """``quarantined`` (a record exists), ``ready`` (the newest run passed its suite and QA
-        flagged nothing), ``review`` (passed, with QA flags nobody has looked at: the human gate),
-        ``in_progress`` (not validated yet). ``failed`` comes from Airflow, not from the store: a
-        failed stage leaves no manifest (tasks/ops/overview.py)."""
+        """``quarantined`` (a record exists), ``in_progress`` (the newest run is not validated yet),
+        else the human gate's status of the newest run (:meth:`RunEntry.gate_status`): ``review``
+        only while the gate holds it. ``failed`` comes from Airflow, not from the store: a failed
+        stage leaves no manifest (tasks/ops/views.py ``overview``)."""
         if self.quarantine:
             return "quarantined"
         run = self.newest_run
         if run is None or not run.validated:
             return "in_progress"
-        return "review" if any((run.flags or {}).values()) else "ready"
+        return run.gate_status()
 
 
 def _is_video_id(v: str) -> bool:
@@ -172,12 +212,36 @@ class OpsIndex:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _update_video(self, video_id: str, quarantine: dict | None) -> VideoEntry:
+    def _source_key(self, video_id: str) -> str | None:
+        try:
+            src = self.store.get_json(layout.source_key(video_id))
+        except (ObjectNotFound, ValueError):
+            return None   # not ingested (a quarantined upload), or unreadable: tried again next scan
+        self.reads += 1
+        key = src.get("key") if isinstance(src, dict) else None
+        return key if isinstance(key, str) else None
+
+    def _review_cfg(self, video_id: str, run: str) -> dict | None:
+        try:
+            cfg = self.store.get_json(layout.run_config_key(video_id, run))
+        except (ObjectNotFound, ValueError):
+            return None   # a run without config.json cannot be gated (approval.needs_review raises there)
+        self.reads += 1
+        rc = (cfg.get("review") if isinstance(cfg, dict) else None) or {}
+        return {"gate_max_flags": rc.get("gate_max_flags"), "revision_of": rc.get("revision_of")}
+
+    def _update_video(self, video_id: str, quarantine: dict | None,
+                      reviews: dict[str, dict] | None = None) -> VideoEntry:
         old = self.videos.get(video_id)
-        entry = VideoEntry(video_id, quarantine=quarantine)
+        reviews = reviews or {}
+        entry = VideoEntry(video_id, quarantine=quarantine, key=old.key if old and old.key else None)
+        if entry.key is None:
+            entry.key = self._source_key(video_id)
         for run, times in self._manifest_times(video_id).items():
             prev = old.runs.get(run) if old else None
-            r = RunEntry(run)
+            r = RunEntry(run, review_cfg=prev.review_cfg if prev else None)
+            rv = reviews.get(run) or {}
+            r.decision, r.cvat = rv.get("decision"), bool(rv.get("cvat"))
             for stage, mtime in times.items():
                 kept = prev.stages.get(stage) if prev else None
                 r.stages[stage] = [mtime, kept[1] if kept and kept[0] == mtime else None]
@@ -193,7 +257,42 @@ class OpsIndex:
                     if r.stages["qa"][1] is None:
                         r.stages["qa"][1] = self._seconds(m)
             entry.runs[run] = r
+        # the review settings matter only where they can change the status: a run with flags (the
+        # gate's limit) or a video with several runs (a revision is a second run); 0 flags and one
+        # run is ``ready`` whatever the settings (gate_max_flags >= 0), so most videos cost no read
+        for r in entry.runs.values():
+            if r.review_cfg is None and r.validated and (r.flag_total > 0 or len(entry.runs) > 1):
+                r.review_cfg = self._review_cfg(video_id, r.run)
         return entry
+
+    def _reviews(self) -> dict[str, dict[str, dict]]:
+        """video -> run -> {"decision": {...} | None, "cvat": bool}, from one listing of ``reviews/``."""
+        out: dict[str, dict[str, dict]] = {}
+        for info in self.store.list(REVIEWS):
+            parts = info.key[len(REVIEWS):].split("/")
+            if len(parts) < 3:
+                continue
+            vid, run, rest = parts[0], parts[1], "/".join(parts[2:])
+            rv = out.setdefault(vid, {}).setdefault(run, {"decision": None, "cvat": False})
+            if rest == "cvat/annotations.xml":
+                rv["cvat"] = True
+            elif rest == "decision.json":
+                mtime = _epoch(info.modified)
+                old_v = self.videos.get(vid)
+                old_r = old_v.runs.get(run) if old_v else None
+                if old_r and old_r.decision and old_r.decision.get("mtime") == mtime:
+                    rv["decision"] = old_r.decision
+                    continue
+                try:
+                    rec = self.store.get_json(info.key)
+                    self.reads += 1
+                except (ObjectNotFound, ValueError) as exc:
+                    log.warning("review decision %s unreadable: %s", info.key, exc)
+                    continue   # no readable decision: the gate still holds the run
+                if isinstance(rec, dict):
+                    rv["decision"] = {"decision": rec.get("decision"), "by": rec.get("by"), "at": rec.get("at"),
+                                      "note": rec.get("note"), "mtime": mtime}
+        return out
 
     def _quarantine(self) -> dict[str, dict]:
         out = {}
@@ -222,12 +321,13 @@ class OpsIndex:
         t0 = time.perf_counter()
         self.reads = 0
         quarantine = self._quarantine()
+        reviews = self._reviews()
         ids = [p[len(layout.VIDEOS):].rstrip("/") for p in self.store.list_prefixes(layout.VIDEOS)]
         ids = [v for v in ids if _is_video_id(v)]   # anything else is not a video folder
         seen = set(ids)
         ids += [v for v in quarantine if v not in seen and _is_video_id(v)]
         with ThreadPoolExecutor(self.workers) as pool:
-            entries = list(pool.map(lambda v: self._update_video(v, quarantine.get(v)), ids))
+            entries = list(pool.map(lambda v: self._update_video(v, quarantine.get(v), reviews.get(v)), ids))
         videos = {e.video_id: e for e in entries}
         self._fill_durations(videos)
         self.videos = videos   # one reference swap: readers see the old or the new index, whole
@@ -256,14 +356,17 @@ class OpsIndex:
     def to_json(self) -> dict:
         return {"scanned_at": self.scanned_at,
                 "scan_seconds": self.scan_seconds,
-                "videos": {vid: {"q": e.quarantine,
-                                 "runs": {run: {"s": r.stages, "qa": r.qa_mtime, "f": r.flags}
+                "videos": {vid: {"q": e.quarantine, "k": e.key,
+                                 "runs": {run: {"s": r.stages, "qa": r.qa_mtime, "f": r.flags, "rc": r.review_cfg,
+                                                "d": r.decision, "cv": r.cvat}
                                           for run, r in e.runs.items()}}
                            for vid, e in self.videos.items()}}
 
     def load_json(self, doc: dict) -> bool:
-        self.videos = {vid: VideoEntry(vid, quarantine=v["q"],
-                                       runs={run: RunEntry(run, stages=r["s"], qa_mtime=r["qa"], flags=r["f"])
+        self.videos = {vid: VideoEntry(vid, quarantine=v["q"], key=v.get("k"),
+                                       runs={run: RunEntry(run, stages=r["s"], qa_mtime=r["qa"], flags=r["f"],
+                                                           review_cfg=r.get("rc"), decision=r.get("d"),
+                                                           cvat=bool(r.get("cv")))
                                              for run, r in v["runs"].items()})
                        for vid, v in doc["videos"].items()}
         self.scanned_at, self.scan_seconds = doc.get("scanned_at"), doc.get("scan_seconds")
@@ -274,7 +377,7 @@ class OpsIndex:
 class Summary:
     """What the pages need from one scan, small enough to load in milliseconds: one row per video
     ``[video_id, status, last activity (epoch s), newest run, stages committed, flags, quarantine
-    reason]`` and the newest ``durations_n`` seconds of each stage."""
+    reason, raw key]`` and the newest ``durations_n`` seconds of each stage."""
 
     rows: list[list]
     durations: dict[str, list[float]]
@@ -293,6 +396,10 @@ class Summary:
     def status_of(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self.rows}
 
+    def video_of_key(self) -> dict[str, str]:
+        """raw upload key -> video id (the first upload of each video's content)."""
+        return {r[7]: r[0] for r in self.rows if r[7]}
+
 
 def summarize(index: OpsIndex) -> Summary:
     rows = []
@@ -300,7 +407,7 @@ def summarize(index: OpsIndex) -> Summary:
         run = v.newest_run
         rows.append([v.video_id, v.status(), v.last_activity, run.run if run else None,
                      len(run.stages) if run else 0, dict(run.flags or {}) if run else {},
-                     v.quarantine["reason"] if v.quarantine else None])
+                     v.quarantine["reason"] if v.quarantine else None, v.key])
     rows.sort(key=lambda r: r[2], reverse=True)
     durations = {}
     for stage in STAGE_NAMES:

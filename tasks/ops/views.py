@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 from tasks import layout
 from tasks.errors import ObjectNotFound
-from tasks.ops.index import STATUSES, OpsIndex, Summary
+from tasks.ops.index import STATUS_LABELS, STATUSES, OpsIndex, RunEntry, Summary
 from tasks.stages import STAGE_NAMES
 from tasks.stages.release import published_versions
 from tasks.stages.runner import output_key
@@ -42,7 +42,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 # -- overview ----------------------------------------------------------------------------------
-# a Summary row: [video_id, status, last activity, newest run, stages committed, flags, quarantine reason]
+# a Summary row: [video_id, status, last activity, newest run, stages committed, flags, quarantine reason, raw key]
 def overview(summary: Summary, *, days: int = 14, failed_uploads: list[dict] | None = None,
              video_keys: dict[str, str] | None = None, now: _dt.datetime | None = None) -> dict:
     """Videos per day by status, stage durations p50/p95 over the newest ``durations_n`` manifests
@@ -63,7 +63,7 @@ def overview(summary: Summary, *, days: int = 14, failed_uploads: list[dict] | N
     counted_failed: set[str] = set()
     reasons: Counter = Counter()
     flags: Counter = Counter()
-    for vid, status, last, _run, _n, fl, reason in summary.rows:
+    for vid, status, last, _run, _n, fl, reason, _key in summary.rows:
         if status == "in_progress" and video_keys.get(vid) in failed_keys:
             status = "failed"
             counted_failed.add(video_keys[vid])
@@ -96,26 +96,25 @@ def unfinished_video_ids(summary: Summary) -> list[str]:
     return [r[0] for r in summary.rows if r[1] == "in_progress"]
 
 
-def source_keys(store: ObjectStore, video_ids: list[str]) -> dict[str, str]:
-    """Raw key of each video (``source.json``); videos without one are left out."""
-    out = {}
-    for vid in video_ids:
-        try:
-            key = store.get_json(layout.source_key(vid)).get("key")
-        except (ObjectNotFound, ValueError, AttributeError):
-            continue
-        if key:
-            out[vid] = key
-    return out
+def source_keys(summary: Summary, video_ids: list[str]) -> dict[str, str]:
+    """Raw key of each video (``source.json``, as the scan read it); videos without one are left out."""
+    want = set(video_ids)
+    return {r[0]: r[7] for r in summary.rows if r[0] in want and r[7]}
+
+
+def videos_of_keys(summary: Summary, keys: list[str]) -> dict[str, str]:
+    """raw upload key -> video id for the keys asked (from the scan: no store read)."""
+    by_key = summary.video_of_key()
+    return {k: by_key[k] for k in keys if k in by_key}
 
 
 def videos_table(summary: Summary, *, status: str | None = None, limit: int = 200) -> list[dict]:
     """The newest videos first (by last activity), optionally of one status."""
     rows = []
-    for vid, s, last, run, n, fl, reason in summary.rows:   # newest first already
+    for vid, s, last, run, n, fl, reason, _key in summary.rows:   # newest first already
         if status and s != status:
             continue
-        rows.append({"video_id": vid, "status": s, "run": run, "stages": n, "flags": sum(fl.values()) if fl else 0,
+        rows.append({"video_id": vid, "status": s, "label": STATUS_LABELS.get(s, s), "run": run, "stages": n, "flags": sum(fl.values()) if fl else 0,
                      "when": _dt.datetime.fromtimestamp(last, _dt.UTC).isoformat(timespec="seconds") if last else None,
                      "reason": reason})
         if len(rows) >= limit:
@@ -264,9 +263,10 @@ def video_detail(store: ObjectStore, video_id: str, run: str | None = None) -> d
     out = {"video_id": video_id, "source": source or {}, "quarantine": quarantine,
            "runs": [x["run"] for x in runs], "run": chosen["run"] if chosen else None,
            "timings": [], "flags": [], "coverage": None, "rotation": None, "thumbnails": [], "preview": None,
-           "config_hash": None, "code_versions": [], "gate": None}
+           "config_hash": None, "code_versions": [], "gate": None, "review": None}
     if chosen is None:
         return out
+    out["review"] = review_state(store, video_id, chosen["run"], chosen["stages"])
     st = chosen["stages"]
     out["config_hash"] = next((m.get("config_hash") for m in st.values() if m.get("config_hash")), chosen["run"])
     out["code_versions"] = sorted({m.get("code_version") for m in st.values() if m.get("code_version")})
@@ -311,6 +311,38 @@ def video_detail(store: ObjectStore, video_id: str, run: str | None = None) -> d
                 except (ObjectNotFound, ValueError):
                     pass
     return out
+
+
+def review_state(store: ObjectStore, video_id: str, run: str, stages: dict) -> dict | None:
+    """The human gate's truth for one run (tasks/review/approval.py): its status as the overview
+    counts it, the decision (who, when, note), the run it revises, and where its review package and
+    CVAT export are. None before the run is validated (the gate sees only validated runs)."""
+    from tasks.review import approval
+
+    if "validate" not in stages:
+        return None
+    rc = None
+    try:
+        cfg = store.get_json(layout.run_config_key(video_id, run))
+        review = (cfg.get("review") if isinstance(cfg, dict) else None) or {}
+        rc = {"gate_max_flags": review.get("gate_max_flags"), "revision_of": review.get("revision_of"),
+              "corrections": len(review.get("corrections") or ())}
+    except (ObjectNotFound, ValueError):
+        pass
+    flags = ((stages.get("qa") or {}).get("stats") or {}).get("flags") or {}
+    d = approval.decision(store, video_id, run)
+    entry = RunEntry(run, flags={str(k): int(v) for k, v in flags.items()} if isinstance(flags, dict) else {},
+                     review_cfg=rc, decision=d if isinstance(d, dict) else None)
+    status = entry.gate_status()
+    prefix = approval.review_prefix(video_id, run)
+    cvat = prefix + "cvat/annotations.xml"
+    return {"status": status, "label": STATUS_LABELS[status], "flags": entry.flag_total,
+            "gate_max_flags": (rc or {}).get("gate_max_flags"), "revision_of": (rc or {}).get("revision_of"),
+            "corrections": (rc or {}).get("corrections", 0), "decision": entry.decision,
+            "cvat": cvat if store.exists(cvat) else None,
+            "comments": prefix + "cvat/comments.json" if store.exists(prefix + "cvat/comments.json") else None,
+            "package": f"python -m tasks review show --video-id {video_id} --run {run}",
+            "export": f"python -m tasks review export --video-id {video_id} --run {run} --format cvat --out DIR"}
 
 
 def rotation_series(camera) -> dict[str, list]:

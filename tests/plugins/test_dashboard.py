@@ -118,8 +118,9 @@ def test_overview(released, tmp_path):
     html = r.text
     flagged = any(store.get_json(layout.manifest_key(vid, run, "qa"))["stats"]["flags"].values())
     totals = dict(re.findall(r'<td class="total-(\w+)">(\d+)</td>', html))
-    assert totals == {"ready": str(int(not flagged)), "review": str(int(flagged)), "in_progress": "0",
-                      "failed": "1", "quarantined": "1"}
+    assert flagged   # flags, but no gate configured (review.gate_max_flags None): ready, not held
+    assert totals == {"ready": "1", "approved": "0", "revised": "0", "review": "0", "rejected": "0",
+                      "in_progress": "0", "failed": "1", "quarantined": "1"}
     assert html.count("<svg") >= 4 and 'aria-label="videos per day by status"' in html
     assert "quarantined: not_a_video" in html or "quarantined: " in html
     assert "failed at decode" in html
@@ -269,6 +270,39 @@ def test_quarantine_page_and_release(private, tmp_path):
     assert '<td class="total-quarantined">0</td>' in c.get("/").text          # the scan was refreshed
     again = c.post(f"/quarantine/{bad}/release", data={"confirm": bad})
     assert again.status_code == 404 and "not quarantined" in again.text
+
+
+def test_waiting_for_review_only_while_the_gate_holds_it(private, tmp_path):
+    """The overview, the videos list and the video page read the human gate (tasks/review/approval.py):
+    held -> waiting for review with its CVAT export linked; approved -> who and when."""
+    from tasks.review import approval
+
+    store, vid, run, _ = private
+    key = layout.run_config_key(vid, run)
+    cfg = store.get_json(key)
+    cfg.setdefault("review", {})["gate_max_flags"] = 0
+    store.put_json(key, cfg)
+    cvat = approval.review_prefix(vid, run) + "cvat/annotations.xml"
+    store.put_bytes(cvat, b"<annotations><version>1.1</version></annotations>")   # what gate_request exports
+    c = client_for(store, tmp_path)
+    totals = dict(re.findall(r'<td class="total-(\w+)">(\d+)</td>', c.get("/").text))
+    assert totals["review"] == "1" and totals["ready"] == "0"
+    assert ">waiting for review</a>" in c.get("/").text
+    assert f'href="/videos/{vid}"' in c.get("/videos?status=review").text
+    html = c.get(f"/videos/{vid}").text
+    assert 'id="review-status">waiting for review<' in html and 'id="decision"' not in html
+    link = re.search(r'id="cvat-export" href="([^"]+)"', html).group(1)
+    got = c.get(link)
+    assert got.status_code == 200 and b"<annotations>" in got.content
+    assert f"review show --video-id {vid} --run {run}" in html
+
+    approval.record_decision(store, vid, run, approved=True, by="ana", at="2026-11-28T09:00:00+00:00")
+    c.app.state.dashboard.cache().refresh_now()
+    totals = dict(re.findall(r'<td class="total-(\w+)">(\d+)</td>', c.get("/").text))
+    assert totals["review"] == "0" and totals["approved"] == "1"
+    html = c.get(f"/videos/{vid}").text
+    assert 'id="review-status">approved<' in html
+    assert re.search(r'id="decision">approved by <strong>ana</strong> at 2026-11-28T09:00:00\+00:00', html)
 
 
 # -- links from Airflow's pages --------------------------------------------------------------------

@@ -42,7 +42,8 @@ from leader360v_airflow.dashboard.airflow_state import AirflowDB
 from tasks import layout
 from tasks.errors import ObjectNotFound
 from tasks.ops import views
-from tasks.ops.index import STATUSES, OpsCache
+from tasks.ops.index import STATUS_LABELS, STATUSES, OpsCache
+from tasks.review.approval import REVIEWS
 from tasks.stages import STAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 URL_PREFIX = "/leader360v"
 # Where an object may be served from: pipeline data only (never leases/, audit/, models/ ...).
-SERVABLE = (layout.VIDEOS, layout.RELEASES, layout.RAW)
+# reviews/: the human gate's CVAT export and comments the video page links (tasks/review/approval.py)
+SERVABLE = (layout.VIDEOS, layout.RELEASES, layout.RAW, REVIEWS)
 # GX Data Docs' CDN links -> vendored copies (static/vendor/LICENSES.md); other CDN tags are dropped.
 _VENDOR = {
     "bootstrap.min.css": "bootstrap.min.css", "bootstrap.min.js": "bootstrap.min.js",
@@ -148,7 +150,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
     dash = Dashboard(store=store, store_factory=store_factory, airflow=airflow,
                      cache_dir=cache_dir if cache_dir is not None else _default_cache_dir(), refresh_s=refresh_s)
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]))
-    env.globals.update(svg=svg, statuses=STATUSES, stages=STAGE_NAMES, quote=quote)
+    env.globals.update(svg=svg, statuses=STATUSES, status_labels=STATUS_LABELS, stages=STAGE_NAMES, quote=quote)
 
     def dep(d):
         return [Depends(d)] if authorize else []
@@ -224,11 +226,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
             data = dash._overview_cache[1]
         else:
             pending = views.unfinished_video_ids(index)
-            try:
-                keys = views.source_keys(store, pending) if failed and pending else {}
-            except Exception:  # noqa: BLE001 -- without the keys an unfinished video counts as in progress
-                log.exception("reading the raw keys of unfinished videos failed")
-                keys = {}
+            keys = views.source_keys(index, pending) if failed and pending else {}
             data = views.overview(index, days=dash.days, failed_uploads=failed, video_keys=keys, now=now)
             dash._overview_cache = (key, data)
         pools = _airflow(dash.airflow.pools, [])
@@ -395,7 +393,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
         store = store_or_banner()
         keys = _airflow(dash.airflow.run_keys, [], dag_id, run_id)
         index = scanned_index(background)
-        by_key = _videos_by_key(store, index, keys, guarded)
+        by_key = views.videos_of_keys(index, keys)
         return render(request, "run.html", dag_id=dag_id, run_id=run_id, keys=keys, by_key=by_key,
                       status_of=index.status_of(), title=f"Run {run_id}")
 
@@ -407,9 +405,9 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
             return render(request, "error.html", 404, title="No video for this task",
                           message=f"task {task_id} [{map_index}] of run {run_id} is not a stage task of an upload "
                                   "(or has not rendered its upload key yet).")
-        store = store_or_banner()
+        store_or_banner()
         index = scanned_index(background)
-        vid = _videos_by_key(store, index, [key], guarded).get(key)
+        vid = views.videos_of_keys(index, [key]).get(key)
         if vid is None:
             return render(request, "error.html", 404, title="Not ingested",
                           message=f"the upload {key} has no video in the store yet (its ingest did not commit).")
@@ -440,22 +438,6 @@ def _manifest(store, video_id, run, stage):
         return store.get_json(layout.manifest_key(video_id, run, stage))
     except ObjectNotFound:
         return None
-
-
-def _videos_by_key(store, index, keys: list[str], guarded) -> dict[str, str]:
-    """raw key -> video id, from ``source.json`` and the duplicates' ``aliases.json`` (read only for
-    the keys asked, among videos whose newest activity is recent first)."""
-    want = set(keys)
-    out: dict[str, str] = {}
-    if not want:
-        return out
-    for row in index.rows:   # newest activity first: a run's videos are near the top
-        k = guarded(views.source_keys, store, [row[0]]).get(row[0])
-        if k in want:
-            out[k] = row[0]
-            if len(out) == len(want):
-                break
-    return out
 
 
 def _ago(epoch: float | None) -> str:

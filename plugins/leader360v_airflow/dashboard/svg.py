@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from html import escape
 
-PALETTE = {"ready": "#2e7d32", "review": "#f9a825", "in_progress": "#1e88e5", "failed": "#c62828",
-           "quarantined": "#6d4c41"}
+PALETTE = {"ready": "#2e7d32", "approved": "#66bb6a", "revised": "#00897b", "review": "#f9a825",
+           "rejected": "#8e24aa", "in_progress": "#1e88e5", "failed": "#c62828", "quarantined": "#6d4c41"}
 SERIES = ["#1e88e5", "#e53935", "#43a047", "#8e24aa", "#fb8c00", "#00897b"]
 
 

@@ -10,7 +10,8 @@ import shutil
 import pytest
 
 from tasks import layout
-from tasks.ops.index import OpsCache, OpsIndex, index_path
+from tasks.ops.index import REVIEWS, STATUS_LABELS, OpsCache, OpsIndex, index_path, summarize
+from tasks.review import approval
 from tasks.storage import LocalStore
 
 
@@ -27,17 +28,78 @@ def _touch_later(path, seconds=5):
     os.utime(path, (st.st_atime + seconds, st.st_mtime + seconds))
 
 
-def test_a_labeled_video_is_waiting_for_review_with_its_flags_and_timings(store):
+def test_a_labeled_video_with_flags_and_no_gate_is_ready_with_its_flags_and_timings(store):
     s, vid, run = store
     idx = OpsIndex(s).refresh()
     v = idx.videos[vid]
     qa = s.get_json(layout.manifest_key(vid, run, "qa"))
-    assert v.status() == ("review" if any(qa["stats"]["flags"].values()) else "ready")
+    assert sum(qa["stats"]["flags"].values()) > 0
+    # no gate configured (review.gate_max_flags None): the release takes it, so it is not held
+    assert not approval.needs_review(s, vid, run) and v.status() == "ready"
     assert v.newest_run.run == run and v.newest_run.flags == qa["stats"]["flags"]
+    assert v.key == s.get_json(layout.source_key(vid))["key"]
     assert set(v.newest_run.stages) == set(layout_stages())
     # every stage's seconds read from its manifest (one video: within the newest-N window)
     for stage, (_mtime, secs) in v.newest_run.stages.items():
         assert secs == pytest.approx(s.get_json(layout.manifest_key(vid, run, stage))["seconds"])
+
+
+def _set_review(s, vid, run, **review):
+    key = layout.run_config_key(vid, run)
+    cfg = s.get_json(key)
+    cfg.setdefault("review", {}).update(review)
+    s.put_json(key, cfg)
+
+
+def test_the_status_is_the_human_gates(store):
+    """waiting for review only while the gate holds the run; approved/rejected from decision.json,
+    re-read when its time changes; a revision from a person's corrections is revised."""
+    s, vid, run = store
+    n = approval.flag_count(s, vid, run)
+    _set_review(s, vid, run, gate_max_flags=n)            # exactly at the limit: not held
+    assert not approval.needs_review(s, vid, run)
+    assert OpsIndex(s).refresh().videos[vid].status() == "ready"
+    _set_review(s, vid, run, gate_max_flags=n - 1)        # one flag over: the gate holds it
+    assert approval.needs_review(s, vid, run)
+    idx = OpsIndex(s).refresh()
+    assert idx.videos[vid].status() == "review"
+    assert summarize(idx).status_of()[vid] == "review" and STATUS_LABELS["review"] == "waiting for review"
+    idx.refresh()
+    assert idx.reads == 0                                 # the run's settings are kept, not re-read
+    approval.record_decision(s, vid, run, approved=False, by="ana", at="2026-11-28T08:00:00+00:00")
+    idx.refresh()
+    assert idx.videos[vid].status() == "rejected" and idx.reads == 1
+    assert approval.human_review(s, vid, run) == (False, None)
+    key = approval.review_prefix(vid, run) + "decision.json"
+    approval.record_decision(s, vid, run, approved=True, by="bo", at="2026-11-28T09:00:00+00:00")
+    _touch_later(s.path(key))                             # a new decision within the same second still counts
+    idx.refresh()
+    v = idx.videos[vid]
+    assert v.status() == "approved" and approval.human_review(s, vid, run)[0]
+    assert (v.newest_run.decision["by"], v.newest_run.decision["at"]) == ("bo", "2026-11-28T09:00:00+00:00")
+    # the decision survives a restart (index file) without a re-read
+    again = OpsIndex(s)
+    again.load_json(json.loads(json.dumps(idx.to_json())))
+    again.refresh()
+    assert again.reads == 0 and again.videos[vid].status() == "approved"
+
+
+def test_a_revised_run_is_revised(store):
+    s, vid, run = store
+    rev = "0123456789ab"
+    _set_review(s, vid, run, gate_max_flags=0)
+    shutil.copytree(s.path(layout.run_prefix(vid, run)), s.path(layout.run_prefix(vid, rev)))
+    _set_review(s, vid, rev, revision_of=run, corrections=["c1"])
+    for stage in layout_stages():                          # the revision is the newer run
+        _touch_later(s.path(layout.manifest_key(vid, rev, stage)), 60)
+    v = OpsIndex(s).refresh().videos[vid]
+    assert v.newest_run.run == rev and v.status() == "revised"
+    assert approval.human_review(s, vid, rev)[0] and not approval.needs_review(s, vid, rev)
+    assert v.runs[run].gate_status() == "review"           # the original still needed a person
+
+
+def test_reviews_prefix_is_the_gates():
+    assert REVIEWS == approval.REVIEWS
 
 
 def layout_stages():
