@@ -36,6 +36,17 @@ def test_it_is_the_methods_models_on_a_gpu(cfg):
     assert cfg.propose.device == pc.sam2_device == "cuda"
 
 
+def test_the_segmentors_see_the_methods_tiles(cfg):
+    """ERP 2048x1024 -> three 1024² tiles, SAM2's input size, not 512² tiles upsampled 2x [M §1.1, §1.2(a)]."""
+    from tasks.geometry.tiles import tile_layout
+
+    assert cfg.video.max_width >= cfg.propose.work_width == 2048
+    lay = tile_layout(cfg.propose.work_width // 2, cfg.propose.work_width, cfg.tiling.pad_ratio)
+    assert (lay.size, lay.pad, lay.overlap, lay.starts) == (1024, 256, 256, (0, 768, 1536))
+    assert lay.size == cfg.propagate.sam2_image_size
+    assert cfg.propose.panoptic_input_width == 640     # the voters' own resize [M §1.2(b)]
+
+
 def test_every_backend_it_names_is_registered(cfg):
     from tasks.backends.panoptic_hf import VOTERS
 
