@@ -112,9 +112,11 @@ class ProposeConfig(_Section):
     # (the accumulated camera rotation) and turns the result forward, so a still scene seen
     # through a moving camera is re-cut as frame 0 was, not anew under every pitch/roll [issue 10:
     # auto rotation consistency 0.84-0.90 on 360vot_0030]. Rotations under derotate_min_deg
-    # (a still camera, estimator noise) are not applied: a resampled frame is not bit-identical.
+    # (a still camera, estimator noise; under 1 deg the frame moves by < 3 px at 1024) are not
+    # applied: the resampled frame's SDR differs, and at 0.05 deg the still-camera synthetic auto
+    # J&F fell 0.952 -> 0.929 (seed 1; derotate off: 0.952) [issue 10].
     derotate: bool = True
-    derotate_min_deg: float = Field(default=0.05, ge=0)
+    derotate_min_deg: float = Field(default=1.0, ge=0)
     # ...and with the previous keyframe's entities (in that same orientation) as a prior of the
     # sphere layout's region merge: a merge inside one earlier region costs (1 - h) times its
     # cost, one across two earlier regions (1 + h) times. One real frame and a re-encoded,
