@@ -224,8 +224,14 @@ class OpsIndex:
     def _review_cfg(self, video_id: str, run: str) -> dict | None:
         try:
             cfg = self.store.get_json(layout.run_config_key(video_id, run))
-        except (ObjectNotFound, ValueError):
-            return None   # a run without config.json cannot be gated (approval.needs_review raises there)
+        except ObjectNotFound:
+            # config.json is written before a run's first manifest, so a validated run without one
+            # (an older pipeline's) never gets one: no gate (approval.needs_review cannot load it
+            # either), and kept, so later scans do not try again
+            return {}
+        except ValueError as exc:
+            log.warning("run config of %s/%s unreadable: %s", video_id, run, exc)
+            return {}
         self.reads += 1
         rc = (cfg.get("review") if isinstance(cfg, dict) else None) or {}
         return {"gate_max_flags": rc.get("gate_max_flags"), "revision_of": rc.get("revision_of")}

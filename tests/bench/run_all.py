@@ -52,8 +52,11 @@ NOTES = {
         "SVG plots included, no Airflow database (NoAirflow). *first scan*: no cache at all (every manifest stat'ed, "
         "the qa manifests and the newest 200 of each stage read); *cold*: a new app (a restarted api-server worker) "
         "reading the summary the scan left in the cache folder; *warm*: the same app; *background rescan*: the "
-        "refresh a page starts once its data is 30 s old (after the page is sent), nothing changed. Target: cold "
-        "and warm < 1 s."),
+        "refresh a page starts once its data is 30 s old (after the page is sent), nothing changed. The first scan "
+        "also reads each video's source.json (its raw key) and a flagged run's config.json (the human gate's limit), "
+        "once. *videos of a run* / *task instance -> video page*: the pages Airflow links to, mapping 20 upload keys "
+        "of the oldest videos plus one never-ingested upload to videos, from the scan (before: one source.json read "
+        "per video until every key was found, 10,000 for the never-ingested one). Target: cold and warm < 1 s."),
     "revision": (
         "Issue 15 §5. Synthetic clips (512x256, 3 s at 10 fps, handheld camera, seeds 1 and 2) whose true labels get "
         "one injected error each (an ID switch from the middle frame on, a missed object, an object split at the "
