@@ -183,9 +183,11 @@ def test_dashboard_in_the_airflow_ui(api_server, store_data, browser, shots):
     wait("the overview", lambda: d.find_elements(By.ID, "totals"))
     totals = {e.get_attribute("class").removeprefix("total-"): e.text
               for e in d.find_elements(By.CSS_SELECTOR, "#totals td")}
-    flagged = any(store.get_json(layout.manifest_key(vid, run, "qa"))["stats"]["flags"].values())
-    assert totals == {"ready": str(int(not flagged)), "review": str(int(flagged)), "in_progress": "0",
-                      "failed": "0", "quarantined": "1"}
+    from tasks.review.approval import needs_review
+
+    held = needs_review(store, vid, run)   # "waiting for review" only while the human gate holds it
+    assert totals == {"ready": str(int(not held)), "approved": "0", "revised": "0", "review": str(int(held)),
+                      "rejected": "0", "in_progress": "0", "failed": "0", "quarantined": "1"}
     pools = d.find_element(By.ID, "pools").text
     assert "gpu" in pools and "default_pool" in pools            # from Airflow's database (pools.json)
     assert len(d.find_elements(By.CSS_SELECTOR, "svg.plot")) >= 4

@@ -390,7 +390,7 @@ def create_app(*, store=None, store_factory=None, airflow=None, cache_dir=None, 
         version = _airflow(dash.airflow.release_of_run, None, dag_id, run_id)
         if version is not None:
             return RedirectResponse(f"{base(request)}/releases/{version}", status_code=307)
-        store = store_or_banner()
+        store_or_banner()
         keys = _airflow(dash.airflow.run_keys, [], dag_id, run_id)
         index = scanned_index(background)
         by_key = views.videos_of_keys(index, keys)
