@@ -112,7 +112,11 @@ def test_nightly_run_on_a_tiny_clip_publishes_and_triggers_the_release(deploymen
     tis = deployment.task_instances(NIGHTLY, "live_local")
     states = {(t["task_id"], t["map_index"]): t["state"] for t in tis}
     assert run["state"] == "success", states
-    assert all(s == "success" for s in states.values()), states
+    # The human gate (issue 15) is off by default: with no video to hold, its mapped tasks are
+    # skipped; every other task succeeded.
+    gate = {"review_gate", "record_approval"}
+    assert all(s == "success" or (t in gate and s == "skipped") for (t, _), s in states.items()), states
+    assert states[("review_requests", -1)] == "success", states
     # every process loads plugins (issue 11: a plugin import error headed every task log)
     logs = {p.name: p.read_text(errors="replace") for p in deployment.logs.glob("*.log")}
     logs["tasks"] = deployment.task_logs(NIGHTLY, "live_local", tail=10**7)
