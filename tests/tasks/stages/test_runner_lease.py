@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -89,8 +90,21 @@ def test_two_processes_on_one_stage_second_waits_then_skips(prepared):
 def test_two_forced_processes_second_fails_cleanly_naming_the_holder(prepared):
     store, vid, cfg = prepared
     execute("propagate", store=store, config=cfg, video_id=vid)
-    first, second = _start_two(store, vid, cfg, "propagate", 0, "--force")
-    out2, err2 = second.communicate(timeout=300)
+    # The first holder is paused (SIGSTOP) while the second asks: on a quiet machine the tiny
+    # clip's propagate finished before the second process had even imported (a timing race).
+    first = _start(store, vid, "propagate", 0, "--force")
+    key = stage_lease_key(vid, cfg.hash, "propagate")
+    deadline = time.monotonic() + 60
+    while not store.exists(key):
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "the first process never took the lease"
+        time.sleep(0.01)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = _start(store, vid, "propagate", 0, "--force")
+        out2, err2 = second.communicate(timeout=300)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     out1, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1
     assert second.returncode == 1, err2                               # transient: Airflow retries it
