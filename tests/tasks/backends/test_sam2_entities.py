@@ -41,20 +41,7 @@ MODEL = "sam2.1-hiera-tiny-test"
 LOOSE = {"amg_points_per_side": 6, "amg_pred_iou_thresh": 0.0, "amg_stability_thresh": 0.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _model_cache(tmp_path_factory):
-    """Models resolved from a store are cached here, not in the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LEADER360V_MODEL_CACHE", str(tmp_path_factory.mktemp("model_cache")))
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("model_cache", "two_torch_threads")   # tests/tasks/backends/conftest.py
 
 
 @pytest.fixture(scope="module")
