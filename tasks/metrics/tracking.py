@@ -93,12 +93,16 @@ def seam_crossing_labels(labels: np.ndarray) -> np.ndarray:
     return found[found > 0]
 
 
-def split_ids(overlap_row: np.ndarray, share: float = SEAM_SHARE) -> int:
+def split_ids(overlap_row: np.ndarray, share: float = SEAM_SHARE, others=()) -> int:
     """How many predictions each cover at least ``share`` of a GT object in one frame.
 
     ``overlap_row``: the object's row of an overlap table, index 0 = unlabeled prediction.
+    ``others``: prediction indices matched to other GT objects; they are not ids of this object
+    (a neighbour's track leaking over it is a J error of both, not a split of this one).
     """
     area = overlap_row.sum()
     if area == 0:
         return 0
-    return int(np.count_nonzero(overlap_row[1:] >= share * area))
+    own = overlap_row[1:] >= share * area
+    own[[p - 1 for p in others]] = False
+    return int(np.count_nonzero(own))

@@ -93,3 +93,5 @@ def test_split_ids_counts_predictions_over_ten_percent():
     assert split_ids(np.array([0, 50, 50, 0])) == 2
     assert split_ids(np.array([5, 86, 9, 0])) == 1  # 9 % is not an id of the object
     assert split_ids(np.array([0, 0, 0])) == 0
+    # prediction 2 is another object's match: its overlap is that object's leak, not an id
+    assert split_ids(np.array([0, 50, 50, 0]), others=[2]) == 1
