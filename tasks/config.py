@@ -527,6 +527,11 @@ class ReviewConfig(_Section):
     corrections: tuple[str, ...] = ()
 
 
+# (section, field) of the settings that change no label, left out of a run's identity
+# (PipelineConfig.canonical_json): a new setting goes here only if no stage reads it.
+_NOT_IN_RUN_IDENTITY: tuple[tuple[str, str], ...] = (("review", "gate_max_flags"),)
+
+
 class PipelineConfig(_Section):
     video: VideoConfig = VideoConfig()
     tiling: TilingConfig = TilingConfig()
@@ -545,7 +550,20 @@ class PipelineConfig(_Section):
 
     # -- identity -------------------------------------------------------------------------
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The run's identity: every setting that changes labels, as sorted compact JSON. This is
+        what the hash covers and what ``config.json`` records beside a run's outputs.
+
+        Settings in :data:`_NOT_IN_RUN_IDENTITY` decide what happens *to* finished labels, never
+        the labels, so they are written at their defaults here: ``review.gate_max_flags`` (the
+        human gate) was part of the hash, and turning the gate on named new runs, a full relabel
+        of everything that changed no label (noticed at stop 17). Writing the default rather than
+        dropping the key keeps every run hash made with the gate off (the default) unchanged. The
+        gate reads its limit from the configuration the nightly DAG run uses
+        (tasks/review/approval.py)."""
+        data = self.model_dump(mode="json")
+        for section, name in _NOT_IN_RUN_IDENTITY:
+            data[section][name] = type(self).model_fields[section].default.model_dump(mode="json")[name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> str:

@@ -137,3 +137,20 @@ def test_conflicting_overrides_are_a_config_error():
         PipelineConfig().with_overrides({"refine.tau": 0.1, "refine": 3})
     both = PipelineConfig().with_overrides({"refine.tau": 0.1, "refine": {"reid_iou": 0.4}})
     assert (both.refine.tau, both.refine.reid_iou) == (0.1, 0.4)
+
+
+def test_the_human_gates_limit_names_no_run():
+    """review.gate_max_flags decides whether a person looks at finished labels, never the labels:
+    turning the gate on must not name new runs (a full relabel). The default run keeps its hash,
+    every other setting still names the run (test_every_numeric_setting_names_the_run)."""
+    base = PipelineConfig()
+    for limit in (0, 5):
+        gated = base.with_overrides({"review.gate_max_flags": limit})
+        assert gated.review.gate_max_flags == limit                       # the gate still reads it
+        assert gated.hash == base.hash
+        assert json.loads(gated.canonical_json())["review"]["gate_max_flags"] is None   # config.json
+    tuned = base.with_overrides({"refine.tau": 0.004})
+    assert base.with_overrides({"refine.tau": 0.004, "review.gate_max_flags": 5}).hash == tuned.hash != base.hash
+    # a run recorded before the limit left the identity (config.json carries it) still loads
+    old = PipelineConfig.from_dict({**json.loads(base.canonical_json()), "review": {"gate_max_flags": 3}})
+    assert old.review.gate_max_flags == 3 and old.hash == base.hash
