@@ -132,13 +132,16 @@ def canonical_seam(work: np.ndarray, pc: ProposeConfig | None = None) -> int:
 
 
 def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends,
-                  prior: np.ndarray | None = None) -> FrameProposals:
+                  prior: np.ndarray | None = None, prior_looks: dict | None = None) -> FrameProposals:
     """Entity and voter proposals of one ERP frame, at ``propose.work_width``.
 
     ``prior``: an earlier entity map of the same scene in this frame's orientation (any ERP
     size; the tracking pass's previous keyframe), handed to an entity segmentor that takes one
     (``accepts_prior``: the sphere layout's region merge keeps its earlier decisions unless the
     content changed, see :class:`tasks.backends.superpixel.SphereRegionSegmentor`).
+    ``prior_looks``: prior entity -> (mean CIELAB, std of lightness) on the frame it was cut
+    on (8-bit OpenCV Lab, as :attr:`FrameProposals.entity_colors`): where the content no longer
+    looks like it, that prior entity does not count (:func:`prior_tolerances`).
     """
     work = _work_frame(frame, config)
     if prior is not None and (config.propose.layout != "sphere" or not getattr(backends.entity, "accepts_prior", False)):
@@ -148,23 +151,39 @@ def propose_frame(frame: np.ndarray, config: PipelineConfig, backends: Backends,
     shift = canonical_seam(work, config.propose) if config.propose.canonical_seam else 0
     if shift:
         props = _propose(np.ascontiguousarray(np.roll(work, -shift, axis=1)), config, backends,
-                         None if prior is None else np.roll(prior, -shift, axis=1))
+                         None if prior is None else np.roll(prior, -shift, axis=1), prior_looks)
         props.entity = np.roll(props.entity, shift, axis=1)
         props.voters = {k: LabeledSegments(np.roll(seg.labels, shift, axis=1), seg.names)
                         for k, seg in props.voters.items()}
         return props
-    return _propose(work, config, backends, prior)
+    return _propose(work, config, backends, prior, prior_looks)
+
+
+def prior_tolerances(prior_looks: dict | None, pc: ProposeConfig) -> dict[int, tuple[float, float, float, float]]:
+    """The segmentor's ``prior_colors``: prior entity -> (L, a, b, tolerance) in the CIELAB scale
+    of :func:`tasks.backends.superpixel.to_lab` (L 0..100, a/b centred), the tolerance
+    ``propose.prior_change_de`` plus ``propose.prior_change_texture`` times the entity's
+    lightness std (a textured entity's superpixels differ from its mean more than a flat one's)."""
+    out: dict[int, tuple[float, float, float, float]] = {}
+    for e, (color, texture) in (prior_looks or {}).items():
+        if color is None:
+            continue
+        L, a, b = (float(v) for v in color)
+        std = 0.0 if texture is None else float(texture) * 100.0 / 255.0
+        out[int(e)] = (L * 100.0 / 255.0, a - 128.0, b - 128.0, pc.prior_change_de + pc.prior_change_texture * std)
+    return out
 
 
 def _propose(work: np.ndarray, config: PipelineConfig, backends: Backends,
-             prior: np.ndarray | None = None) -> FrameProposals:
+             prior: np.ndarray | None = None, prior_looks: dict | None = None) -> FrameProposals:
     h, w = work.shape[:2]
     lay = tile_layout(h, w, config.tiling.pad_ratio, config.tiling.tiles)
     tiles: list[np.ndarray] = []
     if config.propose.layout == "sphere":
         # one segmentation of the whole sphere; its graph wraps the seam and crosses the poles
         entity = backends.entity.segment(work) if prior is None else backends.entity.segment(
-            work, prior=prior, hysteresis=config.propose.prior_hysteresis)
+            work, prior=prior, hysteresis=config.propose.prior_hysteresis,
+            prior_colors=prior_tolerances(prior_looks, config.propose))
         members: dict = {}
     else:
         tiles = [np.ascontiguousarray(t) for t in cut_tiles(work, lay)]

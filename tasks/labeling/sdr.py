@@ -70,7 +70,8 @@ def _applied(orientation: np.ndarray | None, config: PipelineConfig) -> np.ndarr
 
 def _annotate(frame: np.ndarray, config: PipelineConfig, backends: Backends,
               prior: np.ndarray | None = None, prior_labels: dict[int, EntityLabel] | None = None) -> FrameObjects:
-    props = propose_frame(frame, config, backends, prior=prior)
+    looks = {e: (lab.color, lab.texture) for e, lab in (prior_labels or {}).items()}
+    props = propose_frame(frame, config, backends, prior=prior, prior_looks=looks)
     labels, lstats = label_entities(props, config, backends, frame=frame)
     if prior is not None and prior_labels:
         pr = prior if prior.shape == props.entity.shape else cv2.resize(

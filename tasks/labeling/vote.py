@@ -23,14 +23,26 @@ class EntityLabel:
     confidence: float
     votes: dict = field(default_factory=dict)
     verdict: dict | None = None
+    # The entity's look on the frame it was proposed on: mean CIELAB and std of lightness (8-bit
+    # OpenCV Lab scale, as FrameProposals.entity_colors/entity_texture). It travels with the label
+    # (verify -> sdr stage -> the tracking pass's Annotator) because the next refresh uses this
+    # entity map as its merge prior, and a superpixel that no longer looks like its prior entity
+    # (an object moved there) must not be held to that entity's cut [issue 10: seed-2 flower].
+    color: list[float] | None = None
+    texture: float | None = None
 
     def to_json(self) -> dict:
-        return {"label": self.label, "how": self.how, "confidence": self.confidence, "votes": self.votes,
-                "verdict": self.verdict}
+        d = {"label": self.label, "how": self.how, "confidence": self.confidence, "votes": self.votes,
+             "verdict": self.verdict}
+        if self.color is not None:
+            d["color"] = self.color
+            d["texture"] = self.texture
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> EntityLabel:
-        return cls(d["label"], d["how"], d["confidence"], d.get("votes", {}), d.get("verdict"))
+        return cls(d["label"], d["how"], d["confidence"], d.get("votes", {}), d.get("verdict"), d.get("color"),
+                   d.get("texture"))
 
 
 def label_entities(
@@ -86,6 +98,8 @@ def label_entities(
         for e in pending:
             labels[e] = EntityLabel(UNKNOWN, "none", 0.0, votes[e],
                                     Verdict(UNKNOWN, 0.0, "none", error="no verifier configured").to_json())
+    for e, lab in labels.items():
+        lab.color, lab.texture = props.entity_colors.get(e), props.entity_texture.get(e)
     return labels, stats
 
 
@@ -113,7 +127,7 @@ def inherit_labels(entity: np.ndarray, labels: dict[int, EntityLabel], prior: np
             continue
         if new.how == "vote" and old.how != "vote":
             continue
-        labels[e] = EntityLabel(old.label, "kept", old.confidence, new.votes, old.verdict)
+        labels[e] = EntityLabel(old.label, "kept", old.confidence, new.votes, old.verdict, new.color, new.texture)
         kept += 1
     return kept
 

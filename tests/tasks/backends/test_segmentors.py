@@ -122,3 +122,42 @@ def test_sphere_regions_with_a_prior_recut_a_resampled_real_frame_the_same_way(s
     assert (ball & disc).sum() / (ball | disc).sum() > 0.85
     with pytest.raises(ValueError, match="hysteresis"):
         seg.segment(rgb, prior=first, hysteresis=1.0)
+
+
+def test_sphere_regions_prior_does_not_hold_an_object_that_moved_onto_it_in_two():
+    """The prior is the previous keyframe's cut, not moved with the objects. A ball (its hue
+    shifting top to bottom) rolled onto the horizon lies half over the old sky and half over the
+    old grass: without the prior regions' colours the (1 + h) penalty held it in two along the
+    old horizon at every refresh (issue 10: the seed-2 synthetic flower, split from frame 0 on);
+    with them the ball is cut as without a prior, while a prior that does describe the ball
+    (the same two halves, their own colours: nothing changed) still keeps its cut."""
+    from tasks.backends.superpixel import SphereRegionSegmentor, to_lab
+
+    h, w = 128, 256
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w, 3), np.uint8)
+    img[yy < 64] = (70, 130, 220)                                 # sky
+    img[yy >= 64] = (60, 150, 50)                                 # grass
+    ball = (yy - 64) ** 2 + (xx - 128) ** 2 <= 24 ** 2
+    t = np.clip((yy - 40) / 48.0, 0, 1)[..., None]
+    img[ball] = (np.array((200, 60, 170)) * (1 - t) + np.array((200, 120, 170)) * t).astype(np.uint8)[ball]
+    lab = to_lab(img)
+    seg = SphereRegionSegmentor(slic_width=w, n_segments=400)
+
+    def shares(labels):
+        return np.sort(np.unique(labels[ball], return_counts=True)[1])[::-1] / ball.sum()
+
+    plain = seg.segment(img)
+    assert shares(plain)[0] > 0.75
+    old = np.where(yy < 64, 1, 2).astype(np.int32)               # the keyframe: no ball here yet
+    sky, grass = lab[0, 0], lab[-1, 0]
+    looks = {1: (*sky, 20.0), 2: (*grass, 20.0)}
+    held = seg.segment(img, prior=old, hysteresis=0.3)
+    assert shares(held)[1] > 0.35                                 # without colours: cut along the old horizon
+    got = seg.segment(img, prior=old, hysteresis=0.3, prior_colors=looks)
+    assert np.array_equal(got[ball], plain[ball]) and shares(got)[0] > 0.75
+
+    halves = np.where(ball, np.where(yy < 64, 3, 4), old).astype(np.int32)
+    same = {**looks, 3: (*lab[ball & (yy < 64)].mean(0), 20.0), 4: (*lab[ball & (yy >= 64)].mean(0), 20.0)}
+    kept = seg.segment(img, prior=halves, hysteresis=0.3, prior_colors=same)
+    assert shares(kept)[1] > 0.35                                 # an unchanged cut is still kept

@@ -37,3 +37,18 @@ def test_nothing_is_kept_from_a_map_of_another_size_or_without_labels():
     new = {1: EntityLabel("water", "verifier", 0.6)}
     assert inherit_labels(fresh, new, prior[:, :64], {7: EntityLabel("sky", "verifier", 0.9)}, 0.8) == 0
     assert inherit_labels(fresh, new, prior, {}, 0.8) == 0 and new[1].label == "water"
+
+
+def test_an_entity_label_carries_the_entitys_look_to_the_next_refresh():
+    """The sdr stage writes the keyframe's entity labels and the tracking pass reads them back as
+    the prior of its first refresh: the look (mean CIELAB, lightness std) survives the round
+    trip, and a kept label takes the fresh entity's look (the prior of the refresh after)."""
+    lab = EntityLabel("sky", "verifier", 0.9, color=[180.0, 120.5, 100.0], texture=3.2)
+    back = EntityLabel.from_json(lab.to_json())
+    assert back.color == [180.0, 120.5, 100.0] and back.texture == 3.2
+    assert "color" not in EntityLabel("sky", "vote", 1.0).to_json()      # older files read as before
+    assert EntityLabel.from_json({"label": "sky", "how": "vote", "confidence": 1.0}).color is None
+    prior, fresh = _maps()
+    new = {1: EntityLabel("water", "verifier", 0.6, color=[175.0, 121.0, 101.0], texture=3.0)}
+    assert inherit_labels(fresh, new, prior, {7: lab}, 0.8) == 1
+    assert new[1].label == "sky" and new[1].color == [175.0, 121.0, 101.0] and new[1].texture == 3.0
