@@ -484,11 +484,6 @@ def estimate_rotation(prev: np.ndarray | FrameFeatures, cur: np.ndarray | FrameF
                     "total": (t4 - t0) * 1e3})
 
 
-# Chained and direct key-to-current rotations may differ by this much before the direct one is
-# distrusted (a wrong RANSAC consensus, e.g. a large object moving on its own, is off by degrees;
-# the two agree to < 0.1 deg on the real panoramas over 30 frames, tests/bench/bench_real.py).
-_ANCHOR_AGREE_DEG = 1.0
-
 
 class KeyRotation:
     """Rotation of the scene from a key frame to the current frame, anchored on the key.
@@ -498,15 +493,20 @@ class KeyRotation:
     matched directly against the key frame, whose error does not grow with the frame count
     (max 0.026 deg on the same pan) but does with the rotation since the key (0.05-0.08 deg
     after 20-40 deg of random pitch/roll/yaw, where the chain was 0.04-0.05). Each frame takes
-    the mean of the two when they agree within ``_ANCHOR_AGREE_DEG`` and the chain restarts from
+    the mean of the two when they agree within ``agree_deg`` and the chain restarts from
     it: errors stay bounded (a complementary filter), under 0.1 deg on every frame of the tests.
     A frame the key cannot be matched with (the scene turned away from it) keeps the chained
     value. ``rotation`` is None once a step failed and the key could not be matched either: the
     motion since the key is unknown, never guessed.
+
+    ``agree_deg``: a direct estimate further than this from the chained one is distrusted (a
+    wrong consensus, e.g. a large object moving on its own, is off by degrees; the two agree to
+    < 0.1 deg on the real re-shot panoramas over 30 frames, tests/bench/bench_real.py).
     """
 
-    def __init__(self, key: FrameFeatures) -> None:
+    def __init__(self, key: FrameFeatures, agree_deg: float = 1.0) -> None:
         self.key = key
+        self.agree_deg = float(agree_deg)
         self.rotation: np.ndarray | None = np.eye(3)
         self.direct = 0          # frames whose rotation came from matching the key directly
 
@@ -520,7 +520,7 @@ class KeyRotation:
         if direct.ok and chained is None:
             self.rotation = direct.rotation
             self.direct += 1
-        elif direct.ok and angle_between_deg(direct.rotation, chained) <= _ANCHOR_AGREE_DEG:
+        elif direct.ok and angle_between_deg(direct.rotation, chained) <= self.agree_deg:
             self.rotation = nearest_rotation(0.5 * (direct.rotation + chained))
             self.direct += 1
         else:
