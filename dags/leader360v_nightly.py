@@ -25,15 +25,19 @@ own mapped task group:
   one video passed its quality suite; `outcome` fails the run when any upload failed for a reason
   other than rejected or duplicate input. A run whose uploads were all rejected or duplicates is
   green, with the table in `summary`'s log saying so.
-* **Human gate** (issue 15): a ready video whose QA flags number more than its configuration's
+* **Human gate** (issue 15): a ready video whose QA flags number more than this run's
   `review.gate_max_flags` (off by default; e.g. `{"review.gate_max_flags": 5}` in
-  **config_overrides**) waits at `review_gate`, a deferrable `ApprovalOperator` (no worker slot
-  while it waits) whose body holds the annotation checker's summary and comments, and links to
-  the preview, the labels and a CVAT task exported into the store. **Approve** → `record_approval`
-  records who and when and updates `leader360v_ready_videos`: the video is ready for a release.
-  **Reject** → the video waits for corrections (`python -m tasks review import`, or a file under
-  `corrections/inbox/{video_id}/` for the `leader360v_revise` DAG). The release takes only
-  approved, corrected or unflagged videos.
+  **config_overrides**; it changes no label, so it names no new run) is held
+  (`reviews/{video_id}/{run}/decision.json`: pending) and waits at `review_gate`, a deferrable
+  `ApprovalOperator` (no worker slot while it waits) whose body holds the annotation checker's
+  summary and comments, and links to the preview, the labels and a CVAT task exported into the
+  store; its form has a **comment** field. The answer is recorded in that file with who, when and
+  the comment. **Approve** → `record_approval` updates `leader360v_ready_videos`: the video is
+  ready for a release. **Reject** → the video stays out of every release and waits for
+  corrections (`python -m tasks review import`, or a file under `corrections/inbox/{video_id}/`
+  for the `leader360v_revise` DAG); the ops dashboard shows it rejected, with the comment. A
+  decided video is not asked about again. The release takes only approved, corrected or
+  unflagged videos.
 * Uploads are matched to the data interval by their recorded upload time (`python -m tasks
   upload` records it, `--uploaded-at` for late imports; otherwise the store's time), so a
   backfill over a date range labels exactly that range's uploads.
@@ -48,7 +52,6 @@ Stage code: `tasks/stages/`; task wiring: `plugins/leader360v_airflow/stage_task
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import (
     Asset,
     CronTriggerTimetable,
@@ -62,6 +65,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from leader360v_airflow import settings
+from leader360v_airflow.review_gate import ReviewGateOperator
 from leader360v_airflow.stage_tasks import STAGE_ORDER, mapped_results, stage_task
 
 READY_VIDEOS = Asset("leader360v_ready_videos")
@@ -144,12 +148,15 @@ def leader360v_nightly():
 
     @task(outlets=[READY_VIDEOS])
     def publish_ready(s: dict) -> dict:
+        """Announce the ready videos the human gate lets through; the held ones are recorded as
+        held *before* the event goes out, so a release it triggers already leaves them out."""
         ready = [r for r in s["videos"] if r["status"] == "ready"]
-        gated = _gated(ready)
-        ready = [r for r in ready if (r["video_id"], r["run"]) not in gated]
-        if gated:
-            print(f"{len(gated)} video(s) wait at the human gate (review_gate): "
-                  + ", ".join(v for v, _ in sorted(gated)))
+        gate = _gate(ready)
+        for state, what in (("held", "wait at the human gate (review_gate)"),
+                            ("rejected", "were rejected at the human gate and wait for corrections")):
+            if stopped := sorted(v for (v, _), st in gate.items() if st == state):
+                print(f"{len(stopped)} video(s) {what}: {', '.join(stopped)}")
+        ready = [r for r in ready if gate[(r["video_id"], r["run"])] in ("ready", "approved")]
         if not ready:
             raise AirflowSkipException(f"No video became ready in this run ({s['sentence']}), so the release "
                                        "DAG is not triggered; the summary task's log has the table.")
@@ -172,31 +179,33 @@ def leader360v_nightly():
 
     @task
     def review_requests(s: dict) -> list[dict]:
-        """The ready videos that need a person (more QA flags than `review.gate_max_flags`), each
-        with the gate's subject and body (checker summary, comments, links; a CVAT task exported
-        into the store). None: `review_gate` is skipped."""
+        """The ready videos held for a person (more QA flags than this run's
+        `review.gate_max_flags`, no decision yet), each with the gate's subject and body (checker
+        summary, comments, links; a CVAT task exported into the store). None: `review_gate` is
+        skipped."""
         from tasks.review.approval import gate_request
 
         store = settings.store()
         ready = [r for r in s["videos"] if r["status"] == "ready"]
-        reqs = [gate_request(store, v, run) for v, run in sorted(_gated(ready))]
+        limit = _gate_limit()
+        reqs = [gate_request(store, v, run, limit) for (v, run), st in sorted(_gate(ready).items()) if st == "held"]
         for r in reqs:
             print(r["subject"])
         return reqs
 
     @task(outlets=[READY_VIDEOS], map_index_template="{{ review_label }}")
     def record_approval(request: dict) -> dict:
-        """Runs only on Approve (Reject skips it): records who approved, and the video is ready."""
-        from tasks.review.approval import record_decision
+        """Runs only on Approve (Reject skips it): the gate recorded who approved
+        (ReviewGateOperator), so the video is ready and the asset event says so."""
+        from tasks.review.approval import APPROVED, decision
 
         ctx = get_current_context()
         ctx["review_label"] = request["video_id"]
-        ti = ctx["ti"]
-        answer = ti.xcom_pull(task_ids="review_gate", map_indexes=ti.map_index) or {}
-        user = answer.get("responded_by_user") or {}
-        by = user.get("name") or user.get("id") if isinstance(user, dict) else str(user)
-        rec = record_decision(settings.store(), request["video_id"], request["run"], approved=True, by=by,
-                              at=str(answer["responded_at"]) if answer.get("responded_at") else None)
+        rec = decision(settings.store(), request["video_id"], request["run"]) or {}
+        if rec.get("decision") != APPROVED:
+            raise AirflowFailException(
+                f"video {request['video_id']} run {request['run']}: review_gate recorded no approval "
+                f"({rec.get('decision') or 'no decision'} in reviews/{request['video_id']}/{request['run']}/decision.json)")
         ctx["outlet_events"][READY_VIDEOS].extra = {"videos": [request["video_id"]], "runs": [request["run"]],
                                                     "approved_by": rec["by"]}
         print(f"video {request['video_id']} run {request['run']} approved by {rec['by']}: ready for a release")
@@ -207,24 +216,33 @@ def leader360v_nightly():
     s = summary(keys, results)
     publish_ready(s) >> outcome(s)
     reqs = review_requests(s)
-    gate = ApprovalOperator.partial(
+    gate = ReviewGateOperator.partial(
         task_id="review_gate", retries=0, response_timeout=None, map_index_template="{{ task.subject }}",
     ).expand_kwargs(reqs.map(_gate_kwargs))
     gate >> record_approval.expand(request=reqs)
 
 
 def _gate_kwargs(request: dict) -> dict:
-    return {"subject": request["subject"], "body": request["body"]}
+    return {"subject": request["subject"], "body": request["body"], "video_id": request["video_id"],
+            "run": request["run"]}
 
 
-def _gated(ready: list[dict]) -> set[tuple[str, str]]:
-    """(video, run) of the ready videos whose run needs a person before a release."""
+def _gate_limit() -> int | None:
+    """`review.gate_max_flags` of the configuration this DAG run uses (not part of the run hash)."""
+    return settings.pipeline_config(get_current_context()["params"].get("config_overrides")).review.gate_max_flags
+
+
+def _gate(ready: list[dict]) -> dict[tuple[str, str], str]:
+    """(video, run) -> the human gate's verdict on each ready video under this DAG run's limit,
+    recorded in the store (tasks/review/approval.py ``apply_gate``): ready, approved, held or
+    rejected."""
     if not ready:
-        return set()
-    from tasks.review.approval import needs_review
+        return {}
+    from tasks.review.approval import apply_gate
 
-    store = settings.store()
-    return {(r["video_id"], r["run"]) for r in ready if needs_review(store, r["video_id"], r["run"])}
+    store, limit = settings.store(), _gate_limit()
+    by = f"leader360v_nightly {get_current_context()['run_id']}"
+    return {(r["video_id"], r["run"]): apply_gate(store, r["video_id"], r["run"], limit, by=by) for r in ready}
 
 
 def _stage_states(ctx, n: int) -> dict[int, dict[str, str]]:

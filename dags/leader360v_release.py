@@ -15,8 +15,9 @@ demand. Three steps:
    sha256 of every file, the GX report with its Data Docs (`data_docs/index.html`) and a dataset
    card; `_MANIFEST.json` is written last. The asset event `leader360v_releases` carries the
    version, the release's location and its counts. When another release published the same
-   content while this one waited, nothing is written: the log says "unchanged: vN already holds
-   these labels" and the event's `unchanged` is true.
+   content while this one waited, nothing is written and **no asset event** is emitted (the task
+   ends *skipped*, saying "unchanged: vN already holds these labels"), so the consumers of
+   `leader360v_releases` do not run again for a release they already had.
 
 One configuration per video: the newest one that passed its quality suite (or `config_hash`);
 the dataset card says which, and why. A candidate identical to the latest release (same videos,
@@ -85,18 +86,19 @@ def leader360v_release():
         from tasks.stages.release import publish_candidate
 
         out = publish_candidate(settings.store(), cand["candidate"])
-        # what a consumer of the asset needs without opening the store: which version, where
-        # "unchanged": another release published this content while this one waited for the
-        # publish lease, so out names that version and nothing new was written (tasks.stages.release)
-        get_current_context()["outlet_events"][RELEASES].extra = {
-            k: out[k] for k in ("version", "uri", "prefix", "videos", "objects", "files", "runs", "data_docs",
-                                "unchanged")}
         if out["unchanged"]:
-            print(f"unchanged: v{out['version']} already holds these labels ({out['uri']}: {out['videos']} "
-                  f"video(s), {out['objects']} object(s)); nothing published")
-        else:
-            print(f"published release v{out['version']} at {out['uri']}: {out['videos']} video(s), "
-                  f"{out['objects']} object(s); Data Docs: {out['data_docs']}")
+            # another release published this content while this one waited for the publish lease
+            # (tasks.stages.release): nothing new was written, so no event may say otherwise. A task
+            # that ends skipped emits no outlet event (Airflow 3's task runner sends outlet events
+            # only with SucceedTask), so downstream consumers do not re-run for nothing.
+            raise AirflowSkipException(
+                f"unchanged: v{out['version']} already holds these labels ({out['uri']}: {out['videos']} "
+                f"video(s), {out['objects']} object(s)); nothing published, no asset event")
+        # what a consumer of the asset needs without opening the store: which version, where
+        get_current_context()["outlet_events"][RELEASES].extra = {
+            k: out[k] for k in ("version", "uri", "prefix", "videos", "objects", "files", "runs", "data_docs")}
+        print(f"published release v{out['version']} at {out['uri']}: {out['videos']} video(s), "
+              f"{out['objects']} object(s); Data Docs: {out['data_docs']}")
         return out
 
     cand = candidate()

@@ -12,10 +12,12 @@ overview needs and the *modified time of every committed manifest* it saw:
 * the quarantine records (reason, time);
 * the human gate's truth (tasks/review/approval.py): each ``reviews/{video_id}/{run}/decision.json``
   (listed once per scan, like the quarantine records, and re-read when its time changes: a decision
-  counts as a manifest for invalidation), whether a CVAT task was exported there, and -- for a run
-  whose status depends on it (flags, or more than one run) -- the run's ``review`` settings from its
-  ``config.json`` (``gate_max_flags``, ``revision_of``), read once: a run's configuration never
-  changes, its id is the configuration's hash;
+  counts as a manifest for invalidation) -- ``pending`` while the nightly DAG holds the run (with
+  the limit it held it under), then the person's ``approved``/``rejected`` with who, when and why --,
+  whether a CVAT task was exported there, and -- for a run whose status depends on it (flags, or
+  more than one run) -- the run's ``review`` settings from its ``config.json`` (``revision_of``, and
+  the ``gate_max_flags`` that runs recorded before the limit left the run hash still carry), read
+  once: a run's configuration never changes, its id is the configuration's hash;
 * the raw key of each video (``source.json``, written once at ingest, read once), so the pages
   that map Airflow's upload keys to videos need no store read.
 
@@ -48,7 +50,8 @@ from tasks.storage import LocalStore, ObjectStore
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2   # 2: the human gate (decisions, review settings) and the raw key per video
+INDEX_VERSION = 3   # 2: the human gate (decisions, review settings) and the raw key per video;
+#                     3: pending gate records with their limit, the rejection's reason in the summary
 # Overview statuses, in the order the plots stack them.
 STATUSES = ("ready", "approved", "revised", "review", "rejected", "in_progress", "failed", "quarantined")
 # What the pages call them (``review``: the human gate holds the video).
@@ -67,7 +70,8 @@ class RunEntry:
     flags: dict[str, int] | None = None
     # the run's ``review`` settings {"gate_max_flags", "revision_of"} (None: not read / no config.json)
     review_cfg: dict | None = None
-    # reviews/{video}/{run}/decision.json: {"decision", "by", "at", "note", "mtime"}, None: no decision
+    # reviews/{video}/{run}/decision.json: {"decision" (pending/approved/rejected), "by", "at", "note",
+    # "gate_max_flags", "mtime"}, None: no record
     decision: dict | None = None
     cvat: bool = False              # a CVAT task was exported for the gate (reviews/.../cvat/annotations.xml)
 
@@ -78,18 +82,32 @@ class RunEntry:
     def gate_status(self) -> str:
         """The human gate's view of a validated run, as tasks/review/approval.py ``human_review``
         decides it: ``revised`` (a person's corrections), ``approved``/``rejected`` (decision.json),
-        ``review`` (``needs_review``: more flags than the run's ``gate_max_flags``, and no decision),
-        else ``ready``."""
+        ``review`` (held: a pending record, or more flags than the ``gate_max_flags`` of a run
+        recorded while that limit named the run), else ``ready``."""
         rc = self.review_cfg or {}
         if rc.get("revision_of"):
             return "revised"
         d = (self.decision or {}).get("decision")
-        if d == "approved":
-            return "approved"
-        if d == "rejected":
-            return "rejected"
+        if d in ("approved", "rejected"):
+            return d
+        if d == "pending":
+            return "review"
         limit = rc.get("gate_max_flags")
         return "review" if limit is not None and self.flag_total > limit else "ready"
+
+    @property
+    def gate_limit(self) -> int | None:
+        """The limit the gate held the run under (its record), else the run's legacy limit."""
+        held = (self.decision or {}).get("gate_max_flags")
+        return held if held is not None else (self.review_cfg or {}).get("gate_max_flags")
+
+    @property
+    def rejection(self) -> str | None:
+        """Why a person rejected the run (their comment, or who and when), for the pages."""
+        d = self.decision or {}
+        if d.get("decision") != "rejected":
+            return None
+        return d.get("note") or f"no comment (by {d.get('by')} at {d.get('at')})"
 
     @property
     def latest(self) -> float:
@@ -297,7 +315,8 @@ class OpsIndex:
                     continue   # no readable decision: the gate still holds the run
                 if isinstance(rec, dict):
                     rv["decision"] = {"decision": rec.get("decision"), "by": rec.get("by"), "at": rec.get("at"),
-                                      "note": rec.get("note"), "mtime": mtime}
+                                      "note": rec.get("note"), "gate_max_flags": rec.get("gate_max_flags"),
+                                      "mtime": mtime}
         return out
 
     def _quarantine(self) -> dict[str, dict]:
@@ -382,8 +401,9 @@ class OpsIndex:
 @dataclass
 class Summary:
     """What the pages need from one scan, small enough to load in milliseconds: one row per video
-    ``[video_id, status, last activity (epoch s), newest run, stages committed, flags, quarantine
-    reason, raw key]`` and the newest ``durations_n`` seconds of each stage."""
+    ``[video_id, status, last activity (epoch s), newest run, stages committed, flags, reason (the
+    quarantine's, or a rejection's comment), raw key]`` and the newest ``durations_n`` seconds of
+    each stage."""
 
     rows: list[list]
     durations: dict[str, list[float]]
@@ -411,9 +431,10 @@ def summarize(index: OpsIndex) -> Summary:
     rows = []
     for v in index.videos.values():
         run = v.newest_run
-        rows.append([v.video_id, v.status(), v.last_activity, run.run if run else None,
-                     len(run.stages) if run else 0, dict(run.flags or {}) if run else {},
-                     v.quarantine["reason"] if v.quarantine else None, v.key])
+        status = v.status()
+        reason = v.quarantine["reason"] if v.quarantine else (run.rejection if status == "rejected" else None)
+        rows.append([v.video_id, status, v.last_activity, run.run if run else None,
+                     len(run.stages) if run else 0, dict(run.flags or {}) if run else {}, reason, v.key])
     rows.sort(key=lambda r: r[2], reverse=True)
     durations = {}
     for stage in STAGE_NAMES:

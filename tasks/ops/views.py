@@ -42,7 +42,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 # -- overview ----------------------------------------------------------------------------------
-# a Summary row: [video_id, status, last activity, newest run, stages committed, flags, quarantine reason, raw key]
+# a Summary row: [video_id, status, last activity, newest run, stages committed, flags, reason (quarantine's or
+# rejection's), raw key]
 def overview(summary: Summary, *, days: int = 14, failed_uploads: list[dict] | None = None,
              video_keys: dict[str, str] | None = None, now: _dt.datetime | None = None) -> dict:
     """Videos per day by status, stage durations p50/p95 over the newest ``durations_n`` manifests
@@ -72,7 +73,7 @@ def overview(summary: Summary, *, days: int = 14, failed_uploads: list[dict] | N
             d = _day(last)
             if d in per_day:
                 per_day[d][status] += 1
-        if reason:
+        if reason and status == "quarantined":
             reasons[f"quarantined: {reason}"] += 1
         if fl:
             flags.update(fl)
@@ -330,15 +331,17 @@ def review_state(store: ObjectStore, video_id: str, run: str, stages: dict) -> d
     except (ObjectNotFound, ValueError):
         pass
     flags = ((stages.get("qa") or {}).get("stats") or {}).get("flags") or {}
-    d = approval.decision(store, video_id, run)
+    rec = approval.gate_record(store, video_id, run)
     entry = RunEntry(run, flags={str(k): int(v) for k, v in flags.items()} if isinstance(flags, dict) else {},
-                     review_cfg=rc, decision=d if isinstance(d, dict) else None)
+                     review_cfg=rc, decision=rec)
     status = entry.gate_status()
     prefix = approval.review_prefix(video_id, run)
     cvat = prefix + "cvat/annotations.xml"
     return {"status": status, "label": STATUS_LABELS[status], "flags": entry.flag_total,
-            "gate_max_flags": (rc or {}).get("gate_max_flags"), "revision_of": (rc or {}).get("revision_of"),
-            "corrections": (rc or {}).get("corrections", 0), "decision": entry.decision,
+            "gate_max_flags": entry.gate_limit, "revision_of": (rc or {}).get("revision_of"),
+            "corrections": (rc or {}).get("corrections", 0),
+            # a person's decision (who, when, why); a pending record is the gate's, shown as the status
+            "decision": rec if status in ("approved", "rejected") else None,
             "cvat": cvat if store.exists(cvat) else None,
             "comments": prefix + "cvat/comments.json" if store.exists(prefix + "cvat/comments.json") else None,
             "package": f"python -m tasks review show --video-id {video_id} --run {run}",
