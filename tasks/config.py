@@ -357,6 +357,29 @@ class FlowTuning(_Section):
     # photo-textured objects, propagator alone, 30 frames: mean J 0.735 -> 0.807 (still camera),
     # 0.716 -> 0.784 (handheld); flat-look clips (object spreads 9-16) unchanged. 0 disables.
     texture_spread: float = Field(default=25.0, ge=0)
+    # Objects' own motion from feature tracks at full size (FlowPropagator._track_objects; issue 10:
+    # DIS at 512 px underestimated photo-textured objects' motion by ~20%). An object needs this many
+    # forward-backward consistent LK tracks (0 disables) ...
+    track_min_points: int = Field(default=12, ge=0)
+    # ... of at most this many corners per object, taken this far (px at 1024, scaled) inside its outline,
+    track_max_points: int = Field(default=200, ge=1)
+    track_erode_px_at_1024: float = Field(default=3.0, ge=0)
+    # ... with this LK window (px), forward-backward error under this (px), fit residual under this
+    # (px at the equator) for this share of the tracks.
+    track_window_px: int = Field(default=21, ge=5)
+    track_fb_px: float = Field(default=1.0, gt=0)
+    track_fit_px: float = Field(default=1.5, gt=0)
+    track_inliers: float = Field(default=0.5, gt=0, le=1)
+    # A tracked object is drawn from its key view moved by the composed measured rotations
+    # (FlowPropagator._place_rigid); without tracks for this many frames it goes back to the flow.
+    rigid_coast: int = Field(default=2, ge=0)
+    # Own motion (px/frame at the equator, full width) under which a tracked object moves with the
+    # camera's rotation rather than its tracks' fit, and is not drawn from a key view.
+    track_own_px: float = Field(default=0.5, ge=0)
+    # CIELAB: a pixel of another object goes to the drawn object only this close to its key colour there.
+    rigid_color: float = Field(default=20.0, gt=0)
+    # Margin (px at 1024, scaled) around a drawn object's previous and current pixels where it is drawn.
+    rigid_margin_px_at_1024: float = Field(default=16.0, gt=0)
 
 
 class RelinkTuning(_Section):
@@ -521,6 +544,8 @@ class ReviewConfig(_Section):
     # A video whose QA flags number more than this waits at the nightly DAG's human gate
     # (approve -> ready, reject -> waits for corrections). None: no gate, every validated video
     # is ready (the default, so unattended runs and `make demo` never wait on a person) [ours, issue 15 §4].
+    # Not part of the run hash (_NOT_IN_RUN_IDENTITY): it changes no label, so the gate reads it
+    # from the configuration the nightly DAG run uses (tasks/review/approval.py apply_gate).
     gate_max_flags: int | None = Field(default=None, ge=0)
     # Re-following a correction (tasks/review/refollow.py) goes forward and backward from the
     # corrected frame and stops, in each direction, at the first frame where every corrected
