@@ -13,9 +13,29 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override one setting, e.g. --set refine.tau=0.004 (repeatable; VALUE is JSON or a string)")
 
 
-def add_store_arg(p: argparse.ArgumentParser, default: str = "./var/store") -> None:
+def add_store_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "./var/store") -> None:
     p.add_argument("--store", help="object store: a directory, file:///path or s3://bucket/prefix "
                                    f"(default: $LEADER360V_STORE or {default})")
+
+
+def add_group(sub, fmt, name: str, *, help: str, description: str, required: bool = True,
+              metavar: str = "ACTION"):
+    """A command group, ``python -m tasks NAME ACTION ...``: ``(its parser, the subparsers its
+    actions go in)``. ``required=False`` for a group that also runs without an action."""
+    p = sub.add_parser(name, help=help, description=description, formatter_class=fmt)
+    return p, p.add_subparsers(dest=f"{name}_command", required=required, metavar=metavar)
+
+
+def add_action(actions, fmt, name: str, handler, *, help: str, description: str | None = None,
+               store: bool = True) -> argparse.ArgumentParser:
+    """One action of a group: its parser, ``--store`` (every action reads the object store) and
+    the handler the CLI calls with the parsed arguments; the caller adds the action's own
+    arguments to the returned parser."""
+    a = actions.add_parser(name, help=help, description=description, formatter_class=fmt)
+    if store:   # its own section: --help lists it after the action's own options
+        add_store_arg(a.add_argument_group("object store"))
+    a.set_defaults(handler=handler)
+    return a
 
 
 def config_from_args(args):

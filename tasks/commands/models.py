@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.commands._common import add_store_arg, print_json, store_from_args
+from tasks.commands._common import add_action, add_group, print_json, store_from_args
 
 
 def register(sub, fmt) -> None:
-    p = sub.add_parser("models", help="model weights in the store: import a folder, list, verify",
-                       formatter_class=fmt,
-                       description="Weights live in the object store under models/{name}/ with a manifest (every "
-                                   "file's sha256 and size, source, license, the class that loads them). Stages "
-                                   "load them from there (cached on local disk, checked) or from a mounted copy "
-                                   "($LEADER360V_MODELS_DIR); nothing is downloaded from a hub.")
-    msub = p.add_subparsers(dest="models_command", required=True, metavar="{import,list,verify}")
-
-    pi = msub.add_parser("import", formatter_class=fmt, help="copy a model folder into the store under NAME",
-                         description="Copy every file of DIR (e.g. a Hugging Face snapshot a user downloaded once, "
-                                     "or a folder holding sam2.1_hiera_large.pt) into the store as models/NAME/, "
-                                     "manifest last: an interrupted import leaves no model behind, and a "
-                                     "re-import replaces the old version only once it is complete.")
+    _, actions = add_group(
+        sub, fmt, "models", metavar="{import,list,verify}",
+        help="model weights in the store: import a folder, list, verify",
+        description="Weights live in the object store under models/{name}/ with a manifest (every file's sha256 "
+                    "and size, source, license, the class that loads them). Stages load them from there (cached "
+                    "on local disk, checked) or from a mounted copy ($LEADER360V_MODELS_DIR); nothing is "
+                    "downloaded from a hub.")
+    pi = add_action(actions, fmt, "import", _cmd_import, help="copy a model folder into the store under NAME",
+                    description="Copy every file of DIR (e.g. a Hugging Face snapshot a user downloaded once, or a "
+                                "folder holding sam2.1_hiera_large.pt) into the store as models/NAME/, manifest "
+                                "last: an interrupted import leaves no model behind, and a re-import replaces the "
+                                "old version only once it is complete.")
     pi.add_argument("dir", type=Path, metavar="DIR", help="the folder holding the model's files")
     pi.add_argument("--name", required=True, help="model name in the store and in the configuration, "
                                                   "e.g. oneformer-ade20k-swin-large")
@@ -28,18 +27,10 @@ def register(sub, fmt) -> None:
     pi.add_argument("--license", help="the model's license, recorded in the manifest (e.g. apache-2.0)")
     pi.add_argument("--loader", help="the class that loads it (default: from config.json's architectures, or "
                                      "SAM2's builder for a sam2*.pt), e.g. transformers.OneFormerForUniversalSegmentation")
-    add_store_arg(pi)
-    pi.set_defaults(handler=_cmd_import)
-
-    pl = msub.add_parser("list", formatter_class=fmt, help="the models in the store (JSON)")
-    add_store_arg(pl)
-    pl.set_defaults(handler=_cmd_list)
-
-    pv = msub.add_parser("verify", formatter_class=fmt,
-                         help="read every file back and compare it with the manifest (exit 7 on a mismatch)")
+    add_action(actions, fmt, "list", _cmd_list, help="the models in the store (JSON)")
+    pv = add_action(actions, fmt, "verify", _cmd_verify,
+                    help="read every file back and compare it with the manifest (exit 7 on a mismatch)")
     pv.add_argument("name", nargs="?", metavar="NAME", help="one model (default: every model in the store)")
-    add_store_arg(pv)
-    pv.set_defaults(handler=_cmd_verify)
 
 
 def _summary(m) -> dict:

@@ -9,26 +9,21 @@ import getpass
 import os
 import sys
 
-from tasks.commands._common import add_store_arg, print_json, store_from_args
+from tasks.commands._common import add_action, add_group, print_json, store_from_args
 
 
 def register(sub, fmt) -> None:
-    p = sub.add_parser("quarantine", help="list quarantined videos, or release one so the next run labels it",
-                       formatter_class=fmt,
-                       description="A video is quarantined when its content cannot be labeled (not a video, cut off, "
-                                   "not 2:1 equirectangular ...); the record is kept under its content id and later "
-                                   "runs leave the upload out. `release ID` removes the record (keeping an audit "
-                                   "record of who and when) so the next run or discovery labels it again.")
-    qsub = p.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
-    q = qsub.add_parser("list", help="every quarantined video with its reason", formatter_class=fmt)
+    _, actions = add_group(
+        sub, fmt, "quarantine", help="list quarantined videos, or release one so the next run labels it",
+        description="A video is quarantined when its content cannot be labeled (not a video, cut off, not 2:1 "
+                    "equirectangular ...); the record is kept under its content id and later runs leave the "
+                    "upload out. `release ID` removes the record (keeping an audit record of who and when) so "
+                    "the next run or discovery labels it again.")
+    q = add_action(actions, fmt, "list", _cmd_list, help="every quarantined video with its reason")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_store_arg(q)
-    q.set_defaults(handler=_cmd_list)
-    q = qsub.add_parser("release", help="let a quarantined video back in (next run picks it up)", formatter_class=fmt)
+    q = add_action(actions, fmt, "release", _cmd_release, help="let a quarantined video back in (next run picks it up)")
     q.add_argument("video_id", metavar="ID", help="the video's 16-hex id (or its raw/ key), as `quarantine list` shows")
     q.add_argument("--by", help="who releases it, kept in the audit record (default: $USER)")
-    add_store_arg(q)
-    q.set_defaults(handler=_cmd_release)
 
 
 def _cmd_list(args) -> int:

@@ -12,51 +12,53 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.commands._common import add_store_arg, expires_hours, print_json, store_from_args
+from tasks.commands._common import (
+    add_action,
+    add_group,
+    add_store_arg,
+    expires_hours,
+    print_json,
+    store_from_args,
+)
 
 
 def register(sub, fmt) -> None:
-    p = sub.add_parser("review", help="review a video: package, export to CVAT/Label Studio, import corrections",
-                       formatter_class=fmt,
-                       description="Without a subcommand (or with `show`): print what a reviewer needs for one "
-                                   "video as JSON -- every QA flag with the checker's comment and a link to its "
-                                   "crop, the preview and the labels. On an S3/MinIO store the links are presigned "
-                                   "GETs minted now; on a local store they are paths. `export` writes a task for "
-                                   "CVAT or Label Studio; `import` brings corrections back as a new run.")
+    p, actions = add_group(
+        sub, fmt, "review", required=False, metavar="{show,export,import}",
+        help="review a video: package, export to CVAT/Label Studio, import corrections",
+        description="Without a subcommand (or with `show`): print what a reviewer needs for one video as JSON -- "
+                    "every QA flag with the checker's comment and a link to its crop, the preview and the labels. "
+                    "On an S3/MinIO store the links are presigned GETs minted now; on a local store they are "
+                    "paths. `export` writes a task for CVAT or Label Studio; `import` brings corrections back as "
+                    "a new run.")
     _show_args(p, required=False)
+    add_store_arg(p)
     p.set_defaults(handler=_cmd_show)
-    rs = p.add_subparsers(dest="review_command", metavar="{show,export,import}")
+    _show_args(add_action(actions, fmt, "show", _cmd_show, help="the review package of one video (flags, comments, links)"),
+               required=True)
 
-    s = rs.add_parser("show", help="the review package of one video (flags, comments, links)", formatter_class=fmt)
-    _show_args(s, required=True)
-    s.set_defaults(handler=_cmd_show)
-
-    e = rs.add_parser("export", help="a labeling tool's task: CVAT for video 1.1 XML or Label Studio brush tasks",
-                      formatter_class=fmt,
-                      description="Writes DIR/annotations.xml (CVAT for video 1.1: mask tracks, every shape a "
-                                  "keyframe, track ids and the checker's comments as attributes), DIR/images/ (the "
-                                  "frames), DIR/release.json and DIR/comments.json; or, with --format labelstudio, "
-                                  "DIR/tasks.json (one task per frame, brush masks) and DIR/images/.")
+    e = add_action(actions, fmt, "export", _cmd_export,
+                   help="a labeling tool's task: CVAT for video 1.1 XML or Label Studio brush tasks",
+                   description="Writes DIR/annotations.xml (CVAT for video 1.1: mask tracks, every shape a keyframe, "
+                               "track ids and the checker's comments as attributes), DIR/images/ (the frames), "
+                               "DIR/release.json and DIR/comments.json; or, with --format labelstudio, "
+                               "DIR/tasks.json (one task per frame, brush masks) and DIR/images/.")
     e.add_argument("--video-id", required=True)
     e.add_argument("--run", help="config hash (default: the newest run with QA output)")
     e.add_argument("--format", choices=("cvat", "labelstudio"), default="cvat")
     e.add_argument("--out", type=Path, required=True, help="output folder")
-    add_store_arg(e)
-    e.set_defaults(handler=_cmd_export)
 
-    i = rs.add_parser("import", help="corrections (CVAT XML or release JSON) -> a new, re-followed run",
-                      formatter_class=fmt,
-                      description="Checks the file against the video and the run it was exported from (same video, "
-                                  "sizes, frame range, classes in the vocabulary, no overlapping masks, ids existing "
-                                  "or new, masks only, keyframes only), lists every problem (exit 2), stores it under "
-                                  "corrections/{video_id}/ with who and when, re-follows the corrected objects forward "
-                                  "and backward keeping their ids, and re-runs qa and validate on the new run.")
+    i = add_action(actions, fmt, "import", _cmd_import,
+                   help="corrections (CVAT XML or release JSON) -> a new, re-followed run",
+                   description="Checks the file against the video and the run it was exported from (same video, "
+                               "sizes, frame range, classes in the vocabulary, no overlapping masks, ids existing "
+                               "or new, masks only, keyframes only), lists every problem (exit 2), stores it under "
+                               "corrections/{video_id}/ with who and when, re-follows the corrected objects forward "
+                               "and backward keeping their ids, and re-runs qa and validate on the new run.")
     i.add_argument("file", type=Path, help="annotations.xml from CVAT, or a release JSON document")
     i.add_argument("--video-id", required=True)
     i.add_argument("--run", help="the run the file was exported from (default: the one the file names, else the newest)")
     i.add_argument("--author", help="who made the corrections (default: $LEADER360V_REVIEWER or the OS user)")
-    add_store_arg(i)
-    i.set_defaults(handler=_cmd_import)
 
 
 def _show_args(p, *, required: bool) -> None:
@@ -65,7 +67,6 @@ def _show_args(p, *, required: bool) -> None:
     # checked by its argparse type: finite, over 0, at most 168 (issue 12 §7: nan/inf/0/-1 got through)
     p.add_argument("--expires-hours", type=expires_hours, default=48.0,
                    help="validity of presigned links, over 0 and at most 168 hours")
-    add_store_arg(p)
 
 
 def _cmd_show(args) -> int:
