@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from tests.deployed.deployment import AIRFLOW, Deployment, DeploymentError
+from tests.support.stores import released_with_quarantined_upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -43,23 +44,9 @@ BAD_KEY = "raw/2026-11-27/not_a_video.mp4"
 @pytest.fixture(scope="module")
 def store_data(labeled_tiny, tmp_path_factory):
     """A labeled, released store with one quarantined upload: (root, video id, run, quarantined id)."""
-    from tasks import layout
-    from tasks.config import PipelineConfig
-    from tasks.errors import InputRejected
-    from tasks.stages.release import release
-    from tasks.stages.runner import execute
-    from tasks.storage import LocalStore
-
     src, vid, run, _ = labeled_tiny
-    root = tmp_path_factory.mktemp("dash-store") / "store"
-    shutil.copytree(src.root, root)
-    store = LocalStore(root)
-    release(store, PipelineConfig())
-    store.put_bytes(BAD_KEY, b"not a video" * 100)
-    with pytest.raises(InputRejected):
-        execute("ingest", store=store, config=PipelineConfig(), params={"key": BAD_KEY})
-    (bad,) = [i.key[len(layout.QUARANTINE):-5] for i in store.list(layout.QUARANTINE)]
-    return root, vid, run, bad
+    store, bad = released_with_quarantined_upload(src, tmp_path_factory.mktemp("dash-store") / "store", BAD_KEY)
+    return store.root, vid, run, bad
 
 
 @pytest.fixture(scope="module")

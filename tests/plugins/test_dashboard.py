@@ -22,9 +22,8 @@ from leader360v_airflow.dashboard import auth
 from leader360v_airflow.dashboard.airflow_state import AirflowDB, NoAirflow
 from leader360v_airflow.dashboard.app import create_app, rewrite_data_docs
 from tasks import layout
-from tasks.config import PipelineConfig
-from tasks.errors import InputRejected
 from tasks.storage import LocalStore, open_store
+from tests.support.stores import copy_store, released_with_quarantined_upload
 
 BAD_KEY = "raw/2026-11-27/not_a_video.mp4"
 
@@ -71,18 +70,8 @@ class FakeAirflow(NoAirflow):
 @pytest.fixture(scope="module")
 def released(labeled_tiny, tmp_path_factory):
     """(store, video_id, run, quarantined id): labeled, released as v1, one upload quarantined."""
-    from tasks.stages.release import release
-    from tasks.stages.runner import execute
-
     src, vid, run, _ = labeled_tiny
-    root = tmp_path_factory.mktemp("dash") / "store"
-    shutil.copytree(src.root, root)
-    store = LocalStore(root)
-    release(store, PipelineConfig())
-    store.put_bytes(BAD_KEY, b"this is not a video at all" * 100)
-    with pytest.raises(InputRejected):
-        execute("ingest", store=store, config=PipelineConfig(), params={"key": BAD_KEY})
-    (bad,) = [i.key[len(layout.QUARANTINE):-5] for i in store.list(layout.QUARANTINE)]
+    store, bad = released_with_quarantined_upload(src, tmp_path_factory.mktemp("dash") / "store", BAD_KEY)
     return store, vid, run, bad
 
 
@@ -99,8 +88,7 @@ def client_for(store, tmp_path, airflow=None, user="tester", **kw) -> TestClient
 def private(released, tmp_path):
     """A copy of the released store a test may change."""
     store, vid, run, bad = released
-    shutil.copytree(store.root, tmp_path / "store")
-    return LocalStore(tmp_path / "store"), vid, run, bad
+    return copy_store(store, tmp_path / "store"), vid, run, bad
 
 
 def resources(html: str) -> list[str]:
@@ -304,6 +292,33 @@ def test_waiting_for_review_only_while_the_gate_holds_it(private, tmp_path):
     assert 'id="review-status">approved<' in html
     assert re.search(r'id="decision">approved by <strong>ana</strong> at 2026-11-28T09:00:00\+00:00', html)
 
+
+
+def test_a_rejection_shows_with_its_reason(private, tmp_path):
+    """Held by the nightly DAG's gate (a pending record, the run's config untouched), then rejected
+    with a comment: the overview counts it rejected, the videos list and the video page say why."""
+    from tasks.review import approval
+
+    store, vid, run, _ = private
+    assert approval.apply_gate(store, vid, run, 0) == "held"
+    c = client_for(store, tmp_path)
+    assert dict(re.findall(r'<td class="total-(\w+)">(\d+)</td>', c.get("/").text))["review"] == "1"
+    html = c.get(f"/videos/{vid}").text
+    assert 'id="review-status">waiting for review<' in html and 'id="decision"' not in html
+    assert "more than the 0 this configuration lets through" in html
+
+    approval.record_decision(store, vid, run, approved=False, by="ana", at="2026-11-28T10:00:00+00:00",
+                             note="the bench is labeled car")
+    c.app.state.dashboard.cache().refresh_now()
+    totals = dict(re.findall(r'<td class="total-(\w+)">(\d+)</td>', c.get("/").text))
+    assert totals["rejected"] == "1" and totals["review"] == "0" and totals["ready"] == "0"
+    assert "quarantined: the bench" not in c.get("/").text          # a rejection is no quarantine reason
+    listed = c.get("/videos?status=rejected").text
+    assert f'href="/videos/{vid}"' in listed and "the bench is labeled car" in listed
+    html = c.get(f"/videos/{vid}").text
+    assert 'id="review-status">rejected (waiting for corrections)<' in html
+    assert re.search(r'id="decision">rejected by <strong>ana</strong> at 2026-11-28T10:00:00\+00:00', html)
+    assert '<span id="decision-note">the bench is labeled car</span>' in html
 
 # -- links from Airflow's pages --------------------------------------------------------------------
 def test_dag_run_and_task_instance_views(released, tmp_path):

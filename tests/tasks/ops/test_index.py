@@ -13,14 +13,14 @@ from tasks import layout
 from tasks.ops.index import REVIEWS, STATUS_LABELS, OpsCache, OpsIndex, index_path, summarize
 from tasks.review import approval
 from tasks.storage import LocalStore
+from tests.support.stores import copy_store
 
 
 @pytest.fixture
 def store(labeled_tiny, tmp_path):
     """A private copy of the labeled tiny clip's store (tests here modify it)."""
     src, vid, run, _ = labeled_tiny
-    shutil.copytree(src.root, tmp_path / "store")
-    return LocalStore(tmp_path / "store"), vid, run
+    return copy_store(src, tmp_path / "store"), vid, run
 
 
 def _touch_later(path, seconds=5):
