@@ -75,11 +75,8 @@ GROUP = "video"
 @dag(
     dag_id="leader360v_nightly",
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=pendulum.duration(days=1)),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    default_args=settings.DEFAULT_ARGS,
+    **settings.DAG_POLICY,
     tags=["leader360v", "labeling"],
     params={
         "keys": Param([], type="array", items={"type": "string", "pattern": "^raw/.*[^/]$"}, uniqueItems=True,

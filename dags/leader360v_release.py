@@ -26,7 +26,6 @@ same configurations) is skipped, so a burst of nightly or backfill runs publishe
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -40,11 +39,8 @@ RELEASES = Asset("leader360v_releases")
 @dag(
     dag_id="leader360v_release",
     schedule=[READY_VIDEOS],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    default_args=settings.DEFAULT_ARGS,
+    **settings.DAG_POLICY,
     tags=["leader360v", "release"],
     params={
         "config_hash": Param(None, type=["null", "string"], title="Configuration hash",

@@ -25,7 +25,6 @@ Code: `tasks/review/` (inbox, revise, refollow, corrections).
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -37,11 +36,8 @@ READY_VIDEOS = Asset("leader360v_ready_videos")
 @dag(
     dag_id="leader360v_revise",
     schedule=CronTriggerTimetable("*/10 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    default_args=settings.DEFAULT_ARGS,
+    **settings.DAG_POLICY,
     tags=["leader360v", "review"],
 )
 def leader360v_revise():

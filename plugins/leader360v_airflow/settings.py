@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+import pendulum
+
 from tasks.stages import STAGE_NAMES
 
 EXECUTION_MODES = ("local", "kubernetes")
@@ -162,6 +164,18 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=float(os.environ.get("LEADER360V_RETRY_DELAY_SECONDS", "60"))),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=20),
+}
+
+# What every DAG of the project shares (leader360v_nightly, _release, _revise): no catchup of
+# missed intervals (a missed night's uploads are found by the next run's data interval or a
+# backfill, never by a burst of runs), one run at a time (each DAG's runs share the store's
+# leases and would only wait on each other), the retry policy above. Each DAG adds its id,
+# schedule, doc and tags.
+DAG_POLICY = {
+    "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
 }
 
 
