@@ -26,13 +26,17 @@ def test_nightly_has_a_deferrable_approval_gate_before_ready(dagbag):
 
     dag = dagbag.dags["leader360v_nightly"]
     assert "Human gate" in dag.doc_md and "review.gate_max_flags" in dag.doc_md
+    from leader360v_airflow.review_gate import ReviewGateOperator
+
     gate = dag.get_task("review_gate")
-    assert gate.operator_class is ApprovalOperator or issubclass(gate.operator_class, ApprovalOperator)
+    # Airflow's ApprovalOperator, recording both answers in the store (tests/plugins/test_review_gate.py)
+    assert gate.operator_class is ReviewGateOperator and issubclass(ReviewGateOperator, ApprovalOperator)
     assert gate.partial_kwargs.get("response_timeout") is None          # waits for a person, as long as it takes
     assert gate.upstream_task_ids == {"review_requests"}
     assert dag.get_task("review_requests").upstream_task_ids == {"summary"}
     rec = dag.get_task("record_approval")
-    # Approve runs it (all_success); Reject skips it (ApprovalOperator skips its direct downstream)
+    # Approve runs it (all_success); Reject skips it (ApprovalOperator skips its direct downstream),
+    # after review_gate recorded the rejection: no asset event for a rejected video
     assert rec.upstream_task_ids == {"review_gate", "review_requests"} and rec.trigger_rule == "all_success"
     assert [o.name for o in rec.outlets] == ["leader360v_ready_videos"]
     # the run's verdict does not wait for the person: outcome stays after summary and publish_ready only

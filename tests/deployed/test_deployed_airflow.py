@@ -12,6 +12,8 @@ errors) while every in-process test was green. This test deploys the image's lay
    with the object key, the ``leader360v_ready_videos`` asset event names the video and triggered
    the release DAG, whose run succeeds and whose ``leader360v_releases`` event names the version and
    where it is; a typo in ``config_overrides`` is refused when triggered (no run is created);
+   a run with the human gate on waits at ``review_gate`` for a person, whose Reject (REST API, with
+   a comment) is recorded in the store and announces nothing;
 3. kubernetes mode, switched with the Airflow Variable as an operator would: both DAGs re-parse
    without import errors, every stage task is a pod task (``StagePodOperator``), and the pod spec
    the ingest task renders (image, command line, namespace, the store Secret by reference, resources)
@@ -144,6 +146,50 @@ def test_nightly_run_on_a_tiny_clip_publishes_and_triggers_the_release(deploymen
     assert len(published) == 1, published
     assert published[0]["extra"]["version"] >= 1 and published[0]["extra"]["uri"], published[0]["extra"]
 
+
+
+def test_the_human_gate_waits_for_a_person_and_records_a_rejection(deployment, uploaded):
+    """Issue 15's gate live: a nightly run with `review.gate_max_flags` 0 (same labels: the limit
+    names no new run, so every stage is reused) holds the video before announcing anything, parks
+    `review_gate` awaiting input, and a person's Reject through the REST API -- what the UI's
+    Required Actions page sends -- with a comment is recorded in the store (who, when, why); the
+    video is announced to no release and the run is green."""
+    from tasks.review import approval
+    from tasks.storage import LocalStore
+
+    deployment.wait_for("both DAGs listed", lambda: parsed_dags(deployment), timeout=300)
+    for dag_id in (NIGHTLY, RELEASE):
+        deployment.unpause(dag_id)
+    deployment.trigger(NIGHTLY, "live_gate", {"keys": [KEY], "config_overrides": {"review.gate_max_flags": 0}})
+
+    def gate_waiting():
+        states = {(t["task_id"], t["map_index"]): t["state"] for t in deployment.task_instances(NIGHTLY, "live_gate")}
+        if any(s in ("failed", "upstream_failed") for s in states.values()):
+            raise AssertionError(f"a task failed before the gate: {states}")
+        return states if states.get(("review_gate", 0)) == "awaiting_input" else None
+
+    states = deployment.wait_for("review_gate awaiting input", gate_waiting, timeout=900, every=2.0)
+    assert states[("publish_ready", -1)] == "skipped", states      # nothing announced while held
+    store = LocalStore(deployment.store)
+    [vid] = [p.key.split("/")[1] for p in store.list("reviews/") if p.key.endswith("/decision.json")]
+    [run] = [p.key.split("/")[2] for p in store.list(f"reviews/{vid}/") if p.key.endswith("/decision.json")]
+    held = approval.gate_record(store, vid, run)
+    assert held["decision"] == "pending" and held["gate_max_flags"] == 0 and held["flags"] > 0, held
+    path = f"/dags/{NIGHTLY}/dagRuns/live_gate/taskInstances/review_gate/0/hitlDetails"
+    detail = deployment.get(path)
+    assert detail["options"] == ["Approve", "Reject"] and vid in detail["subject"], detail
+    assert "comment" in (detail.get("params") or {}), detail
+    deployment.request("PATCH", path, json={"chosen_options": ["Reject"],
+                                            "params_input": {"comment": "the bench is labeled car"}})
+
+    run_state = deployment.wait_for_run(NIGHTLY, "live_gate", timeout=600)
+    states = {(t["task_id"], t["map_index"]): t["state"] for t in deployment.task_instances(NIGHTLY, "live_gate")}
+    assert run_state["state"] == "success", states
+    assert states[("review_gate", 0)] == "success" and states[("record_approval", 0)] == "skipped", states
+    rec = approval.decision(store, vid, run)
+    assert (rec["decision"], rec["by"], rec["note"]) == ("rejected", "admin", "the bench is labeled car"), rec
+    assert deployment.get("/assets/events", source_dag_id=NIGHTLY, source_run_id="live_gate")["asset_events"] == []
+    assert approval.human_review(store, vid, run) == (False, None)     # out of every release until a revision
 
 def test_a_typo_in_config_overrides_is_refused_when_triggered(deployment, uploaded):
     """The trigger form's JSON schema (every setting, dotted or nested) refuses it: no run exists."""
