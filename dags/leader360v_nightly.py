@@ -65,7 +65,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from leader360v_airflow import settings
-from leader360v_airflow.review_gate import ReviewGateOperator
+from leader360v_airflow.review_gate import ReviewGateOperator, comment_form
 from leader360v_airflow.stage_tasks import STAGE_ORDER, mapped_results, stage_task
 
 READY_VIDEOS = Asset("leader360v_ready_videos")
@@ -213,8 +213,11 @@ def leader360v_nightly():
     s = summary(keys, results)
     publish_ready(s) >> outcome(s)
     reqs = review_requests(s)
+    # the form's comment field goes in partial(): a mapped task is built from the mapped operator's
+    # params, so a default set in the operator's __init__ would never reach the reviewer's form
     gate = ReviewGateOperator.partial(
         task_id="review_gate", retries=0, response_timeout=None, map_index_template="{{ task.subject }}",
+        params=comment_form(),
     ).expand_kwargs(reqs.map(_gate_kwargs))
     gate >> record_approval.expand(request=reqs)
 

@@ -297,18 +297,13 @@ def video_detail(store: ObjectStore, video_id: str, run: str | None = None) -> d
     if "validate" in st:
         out["gate"] = (st["validate"].get("stats") or {}).get("success", True)
     # coverage over the frames: the refine/propagate events (per check frame), camera rotation per frame
+    # (refine's when it committed, else propagate's); a missing or unreadable file leaves its plot out
     for s in ("refine", "propagate"):
-        if s in st:
-            ck = key_of(st[s], "camera")
-            if ck and not out["rotation"]:
+        for field, output, series in (("rotation", "camera", rotation_series), ("coverage", "events", coverage_series)):
+            key = key_of(st[s], output) if s in st else None
+            if key and not out[field]:
                 try:
-                    out["rotation"] = rotation_series(store.get_json(ck))
-                except (ObjectNotFound, ValueError):
-                    pass
-            ek = key_of(st[s], "events")
-            if ek and not out["coverage"]:
-                try:
-                    out["coverage"] = coverage_series(store.get_json(ek))
+                    out[field] = series(store.get_json(key))
                 except (ObjectNotFound, ValueError):
                     pass
     return out

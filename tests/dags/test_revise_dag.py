@@ -32,6 +32,10 @@ def test_nightly_has_a_deferrable_approval_gate_before_ready(dagbag):
     # Airflow's ApprovalOperator, recording both answers in the store (tests/plugins/test_review_gate.py)
     assert gate.operator_class is ReviewGateOperator and issubclass(ReviewGateOperator, ApprovalOperator)
     assert gate.partial_kwargs.get("response_timeout") is None          # waits for a person, as long as it takes
+    # the reviewer's form has a comment field (the reason shown with a rejection), as a task param
+    from airflow.sdk.definitions.param import ParamsDict
+
+    assert "comment" in ParamsDict.filter_params_by_source(gate.params, source="task")
     assert gate.upstream_task_ids == {"review_requests"}
     assert dag.get_task("review_requests").upstream_task_ids == {"summary"}
     rec = dag.get_task("record_approval")
