@@ -67,7 +67,8 @@ def _entity(config: PipelineConfig, store=None) -> EntitySegmentor:
         return SphereRegionSegmentor(slic_width=pc.slic_width, n_segments=pc.sphere_superpixels,
                                      compactness=pc.slic_compactness,
                                      threshold=pc.sphere_merge_threshold, texture_floor=pc.texture_floor,
-                                     min_fraction=pc.min_object_fraction, max_regions=pc.max_objects)
+                                     min_fraction=pc.min_object_fraction, max_regions=pc.max_objects,
+                                     split_mixed_de=pc.split_mixed_de)
     if name == "superpixel":
         from tasks.backends.superpixel import SuperpixelEntitySegmentor
 

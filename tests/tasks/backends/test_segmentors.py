@@ -142,7 +142,7 @@ def test_sphere_regions_prior_does_not_hold_an_object_that_moved_onto_it_in_two(
     t = np.clip((yy - 40) / 48.0, 0, 1)[..., None]
     img[ball] = (np.array((200, 60, 170)) * (1 - t) + np.array((200, 120, 170)) * t).astype(np.uint8)[ball]
     lab = to_lab(img)
-    seg = SphereRegionSegmentor(slic_width=w, n_segments=400)
+    seg = SphereRegionSegmentor(slic_width=w, n_segments=400, split_mixed_de=0)   # the prior alone
 
     def shares(labels):
         return np.sort(np.unique(labels[ball], return_counts=True)[1])[::-1] / ball.sum()
@@ -161,3 +161,30 @@ def test_sphere_regions_prior_does_not_hold_an_object_that_moved_onto_it_in_two(
     same = {**looks, 3: (*lab[ball & (yy < 64)].mean(0), 20.0), 4: (*lab[ball & (yy >= 64)].mean(0), 20.0)}
     kept = seg.segment(img, prior=halves, hysteresis=0.3, prior_colors=same)
     assert shares(kept)[1] > 0.35                                 # an unchanged cut is still kept
+
+
+def test_superpixels_straddling_a_colour_edge_are_cut_along_it():
+    """A superpixel holding both sides of an outline is cut in two along it (issue 10: such
+    superpixels glued half a flat synthetic object to a horizon strip on frame 0); flat and
+    noisy-but-uniform superpixels are left whole, and the labels stay gapless."""
+    from tasks.backends.superpixel import split_mixed
+
+    rng = np.random.default_rng(0)
+    h, w = 64, 128
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :60] = (200, 40, 40)
+    img[:, 60:] = (40, 60, 200)
+    noisy = np.clip(img.astype(int) + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    sp = (yy // 16) * (w // 16) + xx // 16 + 1                # 16 px blocks; column 3 (x 48-63) straddles x = 60
+    out = split_mixed(noisy, sp.astype(np.int32), 30.0)
+    assert np.array_equal(np.unique(out), np.arange(1, out.max() + 1))
+    assert out.max() == sp.max() + h // 16                    # one new label per straddling block
+    for b in np.unique(sp[:, 48:64]):
+        blk = sp == b
+        left, right = blk & (xx < 60), blk & (xx >= 60)
+        assert np.unique(out[left]).size == 1 and np.unique(out[right]).size == 1
+        assert out[left][0] != out[right][0]
+    others = ~np.isin(sp, np.unique(sp[:, 48:64]))
+    assert np.array_equal(out[others], sp[others])             # whole where there is no edge
+    assert np.array_equal(split_mixed(noisy, sp.astype(np.int32), 0.0 + 300.0), sp)   # a wider bar: nothing cut
