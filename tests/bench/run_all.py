@@ -94,7 +94,10 @@ NOTES = {
         "camera, tracks matched over the clip (Hungarian, spherical IoU), area-weighted; baseline = the same "
         "frame-0 labels carried by the independent warp. *Real video*: congo (top eye), 3 s at 10 fps, 1024x512, "
         "as-is vs re-shot through a handheld path (equivariance: labels(rotated) vs rotate(labels)) and rolled by "
-        "W/2; prompted = the as-is auto run's frame-0 labels as prompts. Timings: s/frame of each `tasks label` "
+        "W/2; prompted = the as-is auto run's frame-0 labels as prompts. The real-video *baseline* warps ONE "
+        "frame-0 labelling (the as-is auto run's) along both videos, so it measures propagation alone; our auto rows "
+        "also propose frame 0 afresh on each video (a proposer's equivariance), so the like-for-like comparison of "
+        "the propagators is the *prompted* row (both start from the same frame-0 labels). Timings: s/frame of each `tasks label` "
         "run and per stage (several runs at once with `--jobs`, so per-run seconds are an upper bound)."),
     "airflow": (
         "tests/deployed/deployment.py: a fresh AIRFLOW_HOME laid out like the Airflow image, SQLite, LocalExecutor, "
