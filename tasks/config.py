@@ -373,6 +373,9 @@ class FlowTuning(_Section):
     # ... of at most this many corners per object, taken this far (px at 1024, scaled) inside its outline,
     track_max_points: int = Field(default=200, ge=1)
     track_erode_px_at_1024: float = Field(default=3.0, ge=0)
+    # ... only in textured objects: mean 5x5 grey-level deviation inside over this (flat synthetic
+    # objects 1.2-3.2, photo-textured 7.5-42; FlowPropagator._track_objects).
+    track_texture_std: float = Field(default=5.0, ge=0)
     # ... with this LK window (px), forward-backward error under this (px), fit residual under this
     # (px at the equator) for this share of the tracks.
     track_window_px: int = Field(default=21, ge=5)
