@@ -79,12 +79,63 @@ VARIANTS = {  # row name -> configuration overrides
 }
 
 
+def stability(width: int = 1024) -> dict:
+    """Do a frame's proposals survive what a re-shot copy of it goes through? (issue 10)
+
+    Congo frame 0 and the five real panoramas, each H.264-encoded at crf 16 and at crf 18
+    ("noise"), the crf-16 copy rolled by one pixel ("shift", rolled back before scoring), and
+    the frame rolled by one pixel then encoded at crf 18 ("both": what the rolled benchmark
+    video's frame 0 is). Score: area-weighted spherical IoU of the entity maps after Hungarian
+    matching (:func:`tasks.metrics.consistency.agreement`), against the crf-16 copy's."""
+    import tempfile
+    from pathlib import Path
+
+    from bench_real import video_frames
+    from common import decoded_rgb
+    from real_scenes import SOURCES, load_source
+
+    from tasks.labeling.proposals import propose_frame
+    from tasks.metrics.consistency import agreement
+    from tasks.video.frames import Mp4Writer
+
+    cfg = PipelineConfig()
+    be = build_backends(cfg)
+    frames = {"congo frame 0": video_frames(0.2, 10, width)[0], **{k: load_source(k, width) for k in SOURCES}}
+
+    def encoded(f: np.ndarray, crf: int) -> np.ndarray:
+        with tempfile.TemporaryDirectory() as d:
+            with Mp4Writer(Path(d) / "f.mp4", f.shape[1], f.shape[0], 10, crf=crf) as w:
+                w.write(f)
+            return decoded_rgb(Path(d) / "f.mp4")[0]
+
+    def entity(f: np.ndarray) -> np.ndarray:
+        return propose_frame(f, cfg, be).entity
+
+    rows = []
+    for name, f in frames.items():
+        a16 = encoded(f, 16)
+        ref = entity(a16)
+        copies = {"noise": entity(encoded(f, 18)),
+                  "shift": np.roll(entity(np.roll(a16, 1, axis=1)), -1, axis=1),
+                  "both": np.roll(entity(encoded(np.roll(f, 1, axis=1), 18)), -1, axis=1)}
+        row = {"frame": name, "entities": int(len(np.unique(ref)) - (ref == 0).any())}
+        row.update({k: round(agreement([ref], [m])["iou_weighted"], 4) for k, m in copies.items()})
+        rows.append(row)
+    summary = {k: {"mean": round(float(np.mean([r[k] for r in rows])), 4), "min": min(r[k] for r in rows)}
+               for k in ("noise", "shift", "both")}
+    return emit("proposal_stability", rows, summary)
+
+
 def main() -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--stability", action="store_true",
+                    help="instead: agreement of real frames' proposals with re-encoded and 1-px-rolled copies")
     a = ap.parse_args()
+    if a.stability:
+        return stability(a.width)
     tallies = {pv: {"pole": [0, 0, 0, []], "seam": [0, 0, 0, []], "elsewhere": [0, 0, 0, []], "pred_things": 0,
                     "pred_found": 0, "verifier_requests": 0, "frames": 0} for pv in a.variants}
     verifier_stats = {}
