@@ -366,6 +366,23 @@ class FlowTuning(_Section):
     # photo-textured objects, propagator alone, 30 frames: mean J 0.735 -> 0.807 (still camera),
     # 0.716 -> 0.784 (handheld); flat-look clips (object spreads 9-16) unchanged. 0 disables.
     texture_spread: float = Field(default=25.0, ge=0)
+    # Static anchoring (FlowPropagator._anchor_static): a pixel whose composed flow field is within
+    # this many pixels (equator, full size) of where the camera rotation since the key frame puts it,
+    # and where the key frame read through that rotation matches the frame at least as well, reads
+    # the key through the rotation, so the residual flow's noise does not accumulate (real re-shot
+    # panoramas, prompted, 30 frames: 0098 fish pan J 0.925 -> 0.989; issue 10). 0 disables.
+    anchor_px: float = Field(default=3.0, ge=0)
+    # An object flagged as moving on its own whose outline (static anchoring) the camera rotation
+    # alone explains better on at least this share is still: the flag was residual-flow noise
+    # (real re-shot panorama 0098, handheld: a still fish moved 0.48 px/frame, J 0.94; issue 10).
+    still_share: float = Field(default=0.6, gt=0, le=1)
+    # ... if its own motion is under this many px/frame (equator, full size): the noise measured
+    # 0.95 px/frame at 1024 (that fish); a faster own motion is real (a synthetic occluder, slow, was
+    # taken for still without this bound and its occluded object smeared: test_flow_propagator).
+    still_max_px: float = Field(default=1.5, ge=0)
+    # ... on this many consecutive frames (an object that starts moving is, for a frame or two, better
+    # explained by the rotation than by its lagging motion estimate: synthetic occlusion tests).
+    still_frames: int = Field(default=3, ge=1)
     # Objects' own motion from feature tracks at full size (FlowPropagator._track_objects; issue 10:
     # DIS at 512 px underestimated photo-textured objects' motion by ~20%). An object needs this many
     # forward-backward consistent LK tracks (0 disables) ...

@@ -149,6 +149,7 @@ def test_the_methods_seam_blind_propagation_loses_what_crosses_the_seam():
 import cv2  # noqa: E402
 
 from tasks.backends.warp import WarpPropagator  # noqa: E402
+from tasks.config import FlowTuning  # noqa: E402
 from tasks.geometry.camera_motion import angle_between_deg  # noqa: E402
 from tasks.geometry.erp import lonlat_axes, spherical_iou  # noqa: E402
 from tasks.geometry.rotation import rotate_erp, rotation_matrix  # noqa: E402
@@ -357,3 +358,33 @@ def test_textured_objects_moving_on_their_own_under_a_handheld_camera_do_not_lag
 
     tracked, flow_only = late_j(FlowTuning()), late_j(FlowTuning(track_min_points=0))
     assert tracked > 0.9 and tracked > flow_only + 0.2, (tracked, flow_only)
+
+
+def test_small_objects_on_a_still_scene_do_not_drift_with_the_residual_flow(shared_data):
+    """A real panorama re-shot through a steady pan (sub-pixel steps: every frame resampled anew),
+    with small prompted objects (issue 10: the 240-990-pixel objects were the ones under J 0.95):
+    the residual flow's noise adds up frame by frame unless still pixels read the key frame through
+    the camera rotation anchored on the key (propagate.tuning.flow.anchor_px). Mean J over 24
+    frames >= 0.97 for each, and anchoring off is measurably worse (the case is not vacuous)."""
+    im = cv2.imread(str(shared_data / "360vot_samples" / "0098_000193.jpg"))
+    big = cv2.resize(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), (2 * W_REAL, W_REAL), interpolation=cv2.INTER_AREA)
+    h, w = W_REAL // 2, W_REAL
+    masks = {1: cap(-31, 32, 2.5), 2: cap(107, 17, 3.0), 3: cap(-115, -11, 2.0)}
+    ids = np.zeros((h, w), np.uint16)
+    for k, m in masks.items():
+        ids[m] = k
+    rots = [rotation_matrix(np.radians(-1.37 * t), 0.0).T for t in range(25)]
+    frames = [cv2.resize(rotate_erp(big, R), (w, h), interpolation=cv2.INTER_AREA) for R in rots]
+    truths = [rotate_erp(ids, R) for R in rots]
+    means = {}
+    for px in (3.0, 0.0):
+        p = FlowPropagator(256, tuning=FlowTuning(anchor_px=px))
+        p.reset(frames[0], ids)
+        js = {k: [] for k in masks}
+        for f, truth in zip(frames[1:], truths[1:]):
+            out = p.step(f)
+            for k in masks:
+                js[k].append(spherical_iou(out == k, truth == k))
+        means[px] = {k: float(np.mean(v)) for k, v in js.items()}
+    assert all(j >= 0.97 for j in means[3.0].values()), means
+    assert np.mean(list(means[3.0].values())) > np.mean(list(means[0.0].values())) + 0.01, means
