@@ -29,18 +29,21 @@ def touching_pairs(idmap: np.ndarray) -> set[tuple[int, int]]:
 
 
 class Contacts:
-    """Which thing tracks were ever seen apart (both visible, not touching) on a check."""
+    """Which tracks were ever seen apart (both visible, not touching) on a check.
+
+    Stuff tracks are watched too: a piece of a thing the voters called stuff is merged into the
+    thing only if the two always touched (relink, issue 10)."""
 
     def __init__(self) -> None:
         self.apart: set[tuple[int, int]] = set()
 
     def observe(self, idmap: np.ndarray, tracks: dict[int, Track]) -> None:
-        things = sorted(t for t in np.unique(idmap).tolist() if t and t in tracks and tracks[t].isthing)
-        if len(things) < 2:
+        ids = sorted(t for t in np.unique(idmap).tolist() if t and t in tracks)
+        if len(ids) < 2:
             return
         touching = touching_pairs(idmap)
-        for i, a in enumerate(things):
-            for b in things[i + 1:]:
+        for i, a in enumerate(ids):
+            for b in ids[i + 1:]:
                 if (a, b) not in touching:
                     self.apart.add((a, b))
 

@@ -304,7 +304,7 @@ def relink(
         out[m] = u
         piece, whole = tracks[t], tracks[u]
         piece.merged_into = u
-        if whole.category == UNKNOWN and piece.category != UNKNOWN:
+        if whole.category == UNKNOWN and piece.category != UNKNOWN and piece.isthing:
             whole.category = piece.category
             event["relabeled"].append(u)
         whole.provenance.setdefault("merged", []).append({"track": t, "frame": frame, "share": round(share, 3)})
@@ -354,25 +354,33 @@ def _same_colour_around(piece: np.ndarray, own: np.ndarray, lab: np.ndarray, max
 
 
 def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids, absorbed: float) -> dict[int, tuple[int, float]]:
-    """Unmatched thing tracks lying mostly inside the fresh mask of one other thing track.
+    """Unmatched tracks (things, and stuff: see below) lying mostly inside the fresh mask of one
+    other thing track.
 
-    Prompted tracks are a person's word and are never merged either way; the classes must
-    agree (or one be unknown).
+    Prompted tracks are a person's word and are never merged either way; two things' classes
+    must agree (or one be unknown).
     """
     found: dict[int, tuple[int, float]] = {}
     if may_merge is None:
         return found
     for t in sorted(unmatched):
         tr = tracks.get(t)
-        if tr is None or not tr.isthing or tr.origin == "prompt":
+        if tr is None or tr.origin == "prompt":
             continue
         ids, counts = np.unique(out[current == t], return_counts=True)
         k = int(np.argmax(counts))
         u, share = int(ids[k]), float(counts[k] / counts.sum())
         tu = tracks.get(u)
         if (u in (0, t) or u in new_ids or share < absorbed or tu is None or not tu.isthing
-                or tu.origin == "prompt" or (tr.category != tu.category and UNKNOWN not in (tr.category, tu.category))):
+                or tu.origin == "prompt"):
             continue
+        if tr.isthing and tr.category != tu.category and UNKNOWN not in (tr.category, tu.category):
+            continue
+        # A stuff track lying inside a thing's fresh mask is a piece of it the voters called stuff
+        # (handheld synthetic seed 1: a 490 px "tree" piece of a 1700 px umbrella across the seam,
+        # cut to a sliver at every refresh and re-grown by the propagator: a seam split on all 60
+        # frames, issue 10). A stuff region behind a thing is not: it was apart from it on some
+        # check (may_merge), or it is matched to the fresh mask itself (it is the larger one).
         if may_merge(t, u):
             found[t] = (u, share)
     return found

@@ -28,7 +28,11 @@ def test_contacts_remember_tracks_that_were_ever_apart():
     m[2:5, 7:9] = 3       # 3 moved off 2: they were two objects after all
     c.observe(m, tracks)
     assert not c.may_merge(2, 3)
-    assert c.may_merge(1, 2)   # stuff is never judged
+    assert c.may_merge(1, 2)   # the sky around the ball always touched it
+    m[:, :] = 1
+    m[2:5, 2:4], m[6:8, 10:12] = 2, 5
+    c.observe(m, {**tracks, 5: Track("tree", False)})
+    assert not c.may_merge(2, 5)   # stuff is judged too: a tree apart from a ball is not a piece of it
 
 
 def test_merge_lut_follows_chains_and_refuses_cycles():

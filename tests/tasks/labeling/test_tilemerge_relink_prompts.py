@@ -204,6 +204,25 @@ def test_relink_keeps_a_piece_apart_when_merging_is_not_allowed(why):
     assert (out == 4).any() and 4 in ev["kept"]   # re-added where the fresh mask left room
 
 
+def test_relink_merges_a_piece_of_an_object_the_voters_called_stuff():
+    """Handheld synthetic seed 1 (issue 10): a third of an umbrella across the seam was voted
+    "tree" on frame 0; the refresh sees the umbrella whole. The piece is merged into it (and the
+    umbrella does not become a tree), so the propagator cannot grow it back as a seam split."""
+    cur, fo = _ball_in_two_pieces()
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True), 4: Track("tree", False)}
+    out, ev = relink(cur, fo, tracks, frame=16, reid_iou=0.3, may_merge=lambda a, b: True)
+    assert ev["merged"] == [[4, 3, 0.8]] and not (out == 4).any()
+    assert tracks[4].merged_into == 3 and tracks[3].category == "ball" and tracks[3].isthing
+
+
+def test_relink_keeps_a_stuff_region_that_was_ever_apart_from_the_thing_covering_it():
+    """A bush a person walks in front of is not the person: they were apart on an earlier check."""
+    cur, fo = _ball_in_two_pieces()
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True), 4: Track("tree", False)}
+    out, ev = relink(cur, fo, tracks, frame=16, reid_iou=0.3, may_merge=lambda a, b: False)
+    assert "merged" not in ev and tracks[4].merged_into is None and 4 in ev["kept"]
+
+
 def _lab_of(idmap, colours):
     lab = np.zeros(idmap.shape + (3,), np.float32)
     for k, c in colours.items():
