@@ -383,6 +383,10 @@ class FlowTuning(_Section):
     # ... on this many consecutive frames (an object that starts moving is, for a frame or two, better
     # explained by the rotation than by its lagging motion estimate: synthetic occlusion tests).
     still_frames: int = Field(default=3, ge=1)
+    # Static anchoring stays off within this many pixels (at 1024 columns, scaled) of an object
+    # moving on its own, and only there (it was off for the whole frame while any object moved:
+    # real re-shot 0030 handheld, prompted, a still lantern J 0.935; issue 10).
+    anchor_mover_margin_px: float = Field(default=16.0, ge=0)
     # Objects' own motion from feature tracks at full size (FlowPropagator._track_objects; issue 10:
     # DIS at 512 px underestimated photo-textured objects' motion by ~20%). An object needs this many
     # forward-backward consistent LK tracks (0 disables) ...
