@@ -45,6 +45,7 @@ from tasks.commands._common import add_config_args as _add_config_args  # noqa: 
 from tasks.commands._common import add_store_arg as _add_store_arg  # noqa: E402
 from tasks.commands._common import config_from_args as _config  # noqa: E402
 from tasks.commands._common import hex_id as _hex_id  # noqa: E402
+from tasks.commands._common import path_arg  # noqa: E402
 from tasks.commands._common import print_json as _print_json  # noqa: E402
 from tasks.commands._common import store_from_args as _store  # noqa: E402
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sphere over a textured background, through a true spherical projection. "
                                    "With the defaults every clip has a seam crossing, a pole passage, an object "
                                    "appearing mid-clip and an occlusion. Deterministic per seed.")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=path_arg, required=True, help="output folder")
     p.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4)")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
     p.add_argument("--width", type=int, default=1024, help="ERP width, even; height is width/2 (default 1024)")
@@ -85,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(release format), OUT/idmaps/NNNNN.png (uint16 id maps), OUT/preview.mp4, "
                                    "OUT/flags.json and OUT/review/. Re-running into the same OUT reuses every "
                                    "committed stage.")
-    p.add_argument("video", type=Path, help="an equirectangular (2:1) video, or top-bottom stereo with spherical metadata")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--prompts", type=Path, help="release-format JSON with masks and track ids for some frames; "
+    p.add_argument("video", type=path_arg, help="an equirectangular (2:1) video, or top-bottom stereo with spherical metadata")
+    p.add_argument("--out", type=path_arg, required=True, help="output folder")
+    p.add_argument("--prompts", type=path_arg, help="release-format JSON with masks and track ids for some frames; "
                                                 "those objects are followed from the given masks")
     p.add_argument("--fps", type=float, help="frames per second to label (default: every input frame)")
     p.add_argument("--width", type=int, help="processing width (default: min(input width, 2048))")
@@ -100,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt,
                        description="Compare a prediction with ground truth (both release format). Prints a table "
                                    "and writes the numbers as JSON.")
-    p.add_argument("--pred", type=Path, required=True, help="predicted annotations.json")
-    p.add_argument("--gt", type=Path, required=True, help="ground-truth annotations (e.g. synth's gt.json)")
-    p.add_argument("--out", type=Path, help="where to write the JSON (default: evaluation.json next to --pred)")
+    p.add_argument("--pred", type=path_arg, required=True, help="predicted annotations.json")
+    p.add_argument("--gt", type=path_arg, required=True, help="ground-truth annotations (e.g. synth's gt.json)")
+    p.add_argument("--out", type=path_arg, help="where to write the JSON (default: evaluation.json next to --pred)")
     p.add_argument("--video-uid", help="which video, when the files hold several")
 
     p = sub.add_parser("release", help="build, quality-gate and publish a dataset release", formatter_class=fmt,
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arg(p)
 
     p = sub.add_parser("upload", help="put a local file into the store (e.g. under raw/)", formatter_class=fmt)
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=path_arg)
     p.add_argument("--key", required=True, help="object key under raw/ (videos) or models/ (checkpoints), "
                                                  "e.g. raw/2026-11-24/clip.mp4")
     p.add_argument("--overwrite", action="store_true",
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "releases, previews and quality reports are.")
     _add_store_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--gt", type=Path, help="also evaluate the newest labels against this ground truth (e.g. synth gt.json)")
+    p.add_argument("--gt", type=path_arg, help="also evaluate the newest labels against this ground truth (e.g. synth gt.json)")
 
     p = sub.add_parser("config", help="print the effective configuration and its hash", formatter_class=fmt)
     _add_config_args(p)
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p)
         _add_store_arg(p)
         p.add_argument("--force", action="store_true", help="re-run even if committed")
-        p.add_argument("--xcom-file", type=Path, help="also write the result JSON here (/airflow/xcom/return.json in a pod)")
+        p.add_argument("--xcom-file", type=path_arg, help="also write the result JSON here (/airflow/xcom/return.json in a pod)")
         p.add_argument("--progress", action="store_true", help="show progress bars")
     return parser
 

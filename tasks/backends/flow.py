@@ -425,7 +425,7 @@ class FlowPropagator:
         zone = np.isin(self._sample(self._key, kx, ky, cv2.INTER_NEAREST), moving)
         if self._out is not None:
             zone |= np.isin(self._out, moving)
-        for k, m in self._memory.items():
+        for m in self._memory.values():
             if m.tracked and m.hidden > 0:
                 zone |= self._raster(m.vecs, h, w).astype(bool)
         r = max(1, int(round(self.tuning.anchor_mover_margin_px * w / 1024)))

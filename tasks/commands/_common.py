@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="pipeline configuration file (JSON or YAML); default: the method's defaults")
+    p.add_argument("--config", type=path_arg, help="pipeline configuration file (JSON or YAML); default: the method's defaults")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set refine.tau=0.004 (repeatable; VALUE is JSON or a string)")
 
@@ -54,6 +54,17 @@ def config_from_args(args):
         except json.JSONDecodeError:
             overrides[k] = v
     return cfg.with_overrides(overrides)
+
+
+def path_arg(text: str) -> Path:
+    """A file or folder argument: an empty string (it would mean the current folder, and
+    ``evaluate --pred ''`` crashed naming its output) or a NUL byte (no OS path can hold one)
+    is a usage error, exit 2, found by tests/fuzz/test_fuzz_cli.py."""
+    if not text:
+        raise argparse.ArgumentTypeError("a path cannot be empty")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL byte")
+    return Path(text)
 
 
 def bounded_float(name: str, low: float, high: float, *, low_open: bool = True):

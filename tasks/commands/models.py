@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tasks.commands._common import add_action, add_group, print_json, store_from_args
+from tasks.commands._common import add_action, add_group, path_arg, print_json, store_from_args
 
 
 def register(sub, fmt) -> None:
@@ -20,7 +18,7 @@ def register(sub, fmt) -> None:
                                 "folder holding sam2.1_hiera_large.pt) into the store as models/NAME/, manifest "
                                 "last: an interrupted import leaves no model behind, and a re-import replaces the "
                                 "old version only once it is complete.")
-    pi.add_argument("dir", type=Path, metavar="DIR", help="the folder holding the model's files")
+    pi.add_argument("dir", type=path_arg, metavar="DIR", help="the folder holding the model's files")
     pi.add_argument("--name", required=True, help="model name in the store and in the configuration, "
                                                   "e.g. oneformer-ade20k-swin-large")
     pi.add_argument("--source", help="where the files came from (URL), recorded in the manifest")

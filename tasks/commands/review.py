@@ -10,13 +10,12 @@ labeling tool (issue 15).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tasks.commands._common import (
     add_action,
     add_group,
     add_store_arg,
     expires_hours,
+    path_arg,
     print_json,
     store_from_args,
 )
@@ -46,7 +45,7 @@ def register(sub, fmt) -> None:
     e.add_argument("--video-id", required=True)
     e.add_argument("--run", help="config hash (default: the newest run with QA output)")
     e.add_argument("--format", choices=("cvat", "labelstudio"), default="cvat")
-    e.add_argument("--out", type=Path, required=True, help="output folder")
+    e.add_argument("--out", type=path_arg, required=True, help="output folder")
 
     i = add_action(actions, fmt, "import", _cmd_import,
                    help="corrections (CVAT XML or release JSON) -> a new, re-followed run",
@@ -55,7 +54,7 @@ def register(sub, fmt) -> None:
                                "or new, masks only, keyframes only), lists every problem (exit 2), stores it under "
                                "corrections/{video_id}/ with who and when, re-follows the corrected objects forward "
                                "and backward keeping their ids, and re-runs qa and validate on the new run.")
-    i.add_argument("file", type=Path, help="annotations.xml from CVAT, or a release JSON document")
+    i.add_argument("file", type=path_arg, help="annotations.xml from CVAT, or a release JSON document")
     i.add_argument("--video-id", required=True)
     i.add_argument("--run", help="the run the file was exported from (default: the one the file names, else the newest)")
     i.add_argument("--author", help="who made the corrections (default: $LEADER360V_REVIEWER or the OS user)")

@@ -12,6 +12,7 @@ from tasks.labeling.sdr import EntityLabel, FrameObjects, FrameProposals, fuse
 from tasks.stages.contract import StageInputs, StageOutput, StageWriter
 from tasks.storage import ObjectStore
 
+
 def merge_with_prompt(objs: FrameObjects, prompt: np.ndarray, tracks: dict[int, str], first_auto_id: int,
                       covered_by_prompt: float = 0.5) -> FrameObjects:
     """Prompted objects win their pixels; automatic objects move to ids >= first_auto_id. An

@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasks.cli import main
@@ -58,6 +58,8 @@ def argvs(draw):
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argvs())
+@example(["evaluate", "--pred", "", "--gt", ""])   # an empty path crashed naming the output
+@example(["status", "--gt", "\x00"])               # a NUL byte reached open()
 def test_random_command_lines_end_in_an_exit_code(argv):
     with tempfile.TemporaryDirectory() as tmp:
         old = os.environ.get("LEADER360V_STORE")
