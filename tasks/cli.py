@@ -201,7 +201,7 @@ def _cmd_evaluate(args) -> int:
     from tasks.errors import UsageError
     from tasks.metrics import evaluate, format_report
 
-    out = args.out or args.pred.with_name("evaluation.json")
+    out = args.out or args.pred.parent / "evaluation.json"   # with_name fails on "." (fuzz)
     if out.is_dir():   # checked before the work, as everything that can be (issue 12)
         raise UsageError(f"--out {out} is a folder; give the path of the JSON file to write")
     result = evaluate(args.pred, args.gt, video_uid=args.video_uid)

@@ -60,6 +60,7 @@ def argvs(draw):
 @given(argvs())
 @example(["evaluate", "--pred", "", "--gt", ""])   # an empty path crashed naming the output
 @example(["status", "--gt", "\x00"])               # a NUL byte reached open()
+@example(["evaluate", "--gt", "0", "--pred", "."])
 def test_random_command_lines_end_in_an_exit_code(argv):
     with tempfile.TemporaryDirectory() as tmp:
         old = os.environ.get("LEADER360V_STORE")
