@@ -112,12 +112,21 @@ def main() -> dict:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--cameras", default="still,handheld", help="still and/or moving camera paths")
     ap.add_argument("--no-photos", action="store_true", help="procedural object colours even if real photos exist")
+    ap.add_argument("--only-seeds", default="", help="comma-separated seeds to run instead of 0..SEEDS-1")
+    ap.add_argument("--modes", default="", help="comma-separated subset of the modes (default: every mode)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="configuration override passed to every pipeline run (ablations)")
+    ap.add_argument("--keep", type=Path, help="keep clips and outputs here (per-object numbers in evaluation.json)")
     a = ap.parse_args()
     cameras = [c for c in a.cameras.split(",") if c]
+    wanted = {m for m in a.modes.split(",") if m}
+    seeds = [int(s) for s in a.only_seeds.split(",") if s] or list(range(a.seeds))
+    overrides = [x for kv in a.set for x in ("--set", kv)]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for seed in range(a.seeds):
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = a.keep or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
             for camera in cameras:
                 clip = tmp / f"s{seed}{camera}"
                 if camera == "still":
@@ -126,6 +135,8 @@ def main() -> dict:
                 else:
                     render_moving(clip, seed, a.width, camera, not a.no_photos)
                 for mode in (MODES if camera == "still" else MOVING_MODES):
+                    if wanted and mode not in wanted:
+                        continue
                     out = tmp / f"o{seed}{camera}{mode}"
                     if mode == "warp_independent":
                         ev = evaluate(warp_independent(clip / "clip.mp4", clip / "gt.json", out), clip / "gt.json")
@@ -138,12 +149,14 @@ def main() -> dict:
                         cmd += ["--set", "propagate.backend=warp"]
                     if mode == "baseline":
                         cmd += BASELINE
-                    run(cmd)
+                    run(cmd + overrides)
                     rows.append(row_of(seed, camera, mode, evaluate(out / "annotations.json", clip / "gt.json")))
     summary = {}
     for camera in cameras:
         for mode in (MODES if camera == "still" else MOVING_MODES):
             sel = [r for r in rows if r["mode"] == mode and r["camera"] == camera]
+            if not sel:
+                continue
             key = mode if camera == "still" else f"{camera}/{mode}"  # still keys as in earlier runs
             summary[key] = {k: round(float(np.mean([r[k] for r in sel])), 4)
                             for k in ("JF_planar", "JF_sphere", "JF_things_sphere")}
