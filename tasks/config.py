@@ -308,6 +308,13 @@ class SdrConfig(_Section):
     # prompted object as the proposers saw it, and is dropped [ours]. (Was
     # stages/sdr._COVERED_BY_PROMPT; issue 12 point 10.)
     covered_by_prompt: float = Field(default=0.5, ge=0, le=1)
+    # A connected group of entities of one stuff class covering less than this share of the
+    # sphere is an object the voters named by its colour (a "tree" person alone in the sky), not
+    # background: its own thing, class unknown (tasks.labeling.fuse.stuff_islands; 0 = off).
+    # Synthetic things are <= 1.2% of the sphere; real stuff comes in groups > 2% (360VOT, congo,
+    # pannellum, andes frame 0) except lone trees (0.06-0.4%). Handheld synthetic seeds 2/3: the
+    # two seam splits started from such objects merged into "tree"/"water" [issue 10].
+    island_max_fraction: float = Field(default=0.015, ge=0, le=1)
 
 
 class FlowTuning(_Section):
