@@ -315,6 +315,11 @@ class SdrConfig(_Section):
     # pannellum, andes frame 0) except lone trees (0.06-0.4%). Handheld synthetic seeds 2/3: the
     # two seam splits started from such objects merged into "tree"/"water" [issue 10].
     island_max_fraction: float = Field(default=0.015, ge=0, le=1)
+    # Small nameless entities (and islands) that touch are one object when their group is under
+    # island_max_fraction (tasks.labeling.fuse.unknown_groups): the colour merge cut multi-coloured
+    # objects in two, each half a track for the whole clip (handheld synthetic seed 3: a person
+    # J 0.50 + 0.49, an appearing bird 0.49 + 0.44) [issue 10].
+    join_touching_unknown: bool = True
 
 
 class FlowTuning(_Section):

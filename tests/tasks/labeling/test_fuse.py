@@ -127,3 +127,24 @@ def test_lone_trees_on_a_real_frame_are_objects_and_the_meadow_stays_stuff(share
     assert islands and all(o["isthing"] and o["category"] == "unknown" for o in islands)
     grass = [o for o in objs.objects.values() if o["category"] == "grass"]
     assert len(grass) == 1 and not grass[0]["isthing"]
+
+
+def test_touching_nameless_pieces_of_one_small_object_are_one_object(cfg):
+    # issue 10: a multi-coloured object is cut where its colours change and the voters name
+    # neither half; each half was a track of its own for the whole clip (handheld seed 3 person)
+    frame, _ = _sky_meadow_with_two_green_objects()
+    yy, xx = np.mgrid[0:512, 0:1024]
+    disc = (yy - 140) ** 2 + (xx - 880) ** 2 <= 45 ** 2
+    frame[disc & (yy < 140)] = (200, 40, 190)     # magenta top half
+    frame[disc & (yy >= 140)] = (60, 55, 50)      # dark grey bottom half
+    objs = annotate_frame(frame, cfg, build_backends(cfg))
+    top, bottom = objs.idmap[disc & (yy < 135)], objs.idmap[disc & (yy > 145)]
+    k = int(np.bincount(top).argmax())
+    assert (top == k).mean() > 0.9 and (bottom == k).mean() > 0.9
+    assert objs.objects[k]["isthing"] and len(objs.objects[k]["provenance"]["parts"]) >= 2
+    assert objs.stats["joined_pieces"] >= 1
+
+    off = cfg.model_copy(update={"sdr": cfg.sdr.model_copy(update={"join_touching_unknown": False})})
+    apart = annotate_frame(frame, off, build_backends(off))
+    top, bottom = apart.idmap[disc & (yy < 135)], apart.idmap[disc & (yy > 145)]
+    assert np.bincount(top).argmax() != np.bincount(bottom).argmax()    # two objects: the failure
