@@ -15,6 +15,9 @@ objects the SDR does not find again lose their track. We keep the first three an
 * a current thing track the SDR did not find again, lying mostly inside the fresh mask another
   thing track took, is a piece of that object (the earlier segmentation split it): when the
   caller allows it (``may_merge``), its id is merged into the object's and not re-added.
+* ...and when the caller does not allow it (the two were seen apart: an occluder and the object
+  passing behind it, which the fresh SDR saw as one), the track is re-added from its current
+  mask over that fresh mask, not only where the fresh SDR left room (it would lose all of it).
 
 A new thing becomes a track only from a minimal size: mid-video, a speck is far more often a
 fragment than an arrival, and an arriving object grows until a later check finds it.
@@ -261,8 +264,8 @@ def relink(
         lut[n] = t
     out = lut[new.idmap]
     present = set(np.unique(current).tolist()) - {0}
-    merged = _pieces_seen_whole(current, out, present - set(assigned.values()), tracks, may_merge,
-                                set(event["new"]), tn.absorbed)
+    merged, swallowed = _pieces_seen_whole(current, out, present - set(assigned.values()), tracks, may_merge,
+                                           set(event["new"]), tn.absorbed)
     # A person's prompt is authoritative: a prompted track keeps its own mask whether the fresh
     # SDR matched it or not, and over whatever the fresh SDR put there (on re-shot real panoramas
     # fresh regions took parts of prompted objects: pannellum "lake right" J 0.66 in 2 tracks
@@ -287,6 +290,9 @@ def relink(
                 m = current == t
             elif t in prompted:
                 m = (current == t) & ~_in_front_of(out, current == t, tracks, lab, tn)
+            elif t in swallowed and tn.keep_swallowed:
+                m = (current == t) & (free | (out == swallowed[t]))
+                event.setdefault("swallowed", []).append([t, swallowed[t]])
             else:
                 m = (current == t) & free
             if m.any():
@@ -353,16 +359,22 @@ def _same_colour_around(piece: np.ndarray, own: np.ndarray, lab: np.ndarray, max
     return float(np.linalg.norm(lab[piece].mean(axis=0) - lab[ring].mean(axis=0))) <= max_dist
 
 
-def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids, absorbed: float) -> dict[int, tuple[int, float]]:
+def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids,
+                       absorbed: float) -> tuple[dict[int, tuple[int, float]], dict[int, int]]:
     """Unmatched tracks (things, and stuff: see below) lying mostly inside the fresh mask of one
-    other thing track.
+    other thing track: ``(merged, swallowed)``.
+
+    ``merged`` ``{piece: (whole, share)}``: pieces of that object (``may_merge``). ``swallowed``
+    ``{track: other}``: a thing track that cannot be a piece of the one whose fresh mask holds it
+    (they were seen apart, their named classes differ, or that mask is a new track's): two
+    objects the fresh SDR saw as one, the way an occluder and the object passing behind it touch;
+    the track keeps its current mask over the other's fresh one (:func:`relink`).
 
     Prompted tracks are a person's word and are never merged either way; two things' classes
     must agree (or one be unknown).
     """
     found: dict[int, tuple[int, float]] = {}
-    if may_merge is None:
-        return found
+    swallowed: dict[int, int] = {}
     for t in sorted(unmatched):
         tr = tracks.get(t)
         if tr is None or tr.origin == "prompt":
@@ -371,19 +383,24 @@ def _pieces_seen_whole(current, out, unmatched, tracks, may_merge, new_ids, abso
         k = int(np.argmax(counts))
         u, share = int(ids[k]), float(counts[k] / counts.sum())
         tu = tracks.get(u)
-        if (u in (0, t) or u in new_ids or share < absorbed or tu is None or not tu.isthing
-                or tu.origin == "prompt"):
+        if u in (0, t) or share < absorbed or tu is None or not tu.isthing:
             continue
-        if tr.isthing and tr.category != tu.category and UNKNOWN not in (tr.category, tu.category):
+        apart = (u in new_ids or tu.origin == "prompt" or may_merge is None or not may_merge(t, u)
+                 or (tr.isthing and tr.category != tu.category and UNKNOWN not in (tr.category, tu.category)))
+        if apart:
+            # Still synthetic seed 0: the suitcase's fresh mask took the umbrella passing behind it
+            # (the two touched, the SDR made them one object): the umbrella was re-added only on
+            # free pixels, lost all of them and never came back (J&F 0.41, 2 id switches) [issue 10]
+            if tr.isthing:
+                swallowed[t] = u
             continue
         # A stuff track lying inside a thing's fresh mask is a piece of it the voters called stuff
         # (handheld synthetic seed 1: a 490 px "tree" piece of a 1700 px umbrella across the seam,
         # cut to a sliver at every refresh and re-grown by the propagator: a seam split on all 60
         # frames, issue 10). A stuff region behind a thing is not: it was apart from it on some
         # check (may_merge), or it is matched to the fresh mask itself (it is the larger one).
-        if may_merge(t, u):
-            found[t] = (u, share)
-    return found
+        found[t] = (u, share)
+    return found, swallowed
 
 
 def _looks_like_part(piece: np.ndarray, track: np.ndarray, lab: np.ndarray | None, max_dist: float) -> bool:

@@ -254,3 +254,33 @@ def test_a_prompted_stuff_region_keeps_its_pieces_but_not_an_object_arriving_in_
     assert len(bird) == 1 and (out[10:16, 40:48] == bird[0]).all()      # tracked, in front of the sky
     assert (out[32:] == 2).all()                                          # the lake stays whole
     assert (out[:32][truth[:32] == 1] == 1).all()
+
+
+def _umbrella_behind_suitcase():
+    """A suitcase (3) and an umbrella (4) passing behind it, touching; the fresh SDR sees one object."""
+    h, w = 32, 64
+    cur = np.where(np.arange(h)[:, None] < 16, 1, 2).astype(np.uint16) * np.ones((1, w), np.uint16)
+    cur[8:24, 20:40] = 3
+    cur[10:20, 40:46] = 4
+    new = np.where(np.arange(h)[:, None] < 16, 7, 8).astype(np.uint16) * np.ones((1, w), np.uint16)
+    new[8:24, 20:40] = 5
+    new[10:20, 40:46] = 5
+    return cur, objects(new, {7: ("sky", False), 8: ("grass", False), 5: ("unknown", True)})
+
+
+@pytest.mark.parametrize("umbrella", ["unknown", "person"])
+def test_relink_a_track_swallowed_by_another_objects_fresh_mask_keeps_its_pixels(umbrella):
+    """Still synthetic seed 0 (issue 10): the suitcase's fresh mask took the umbrella passing behind
+    it; the umbrella, re-added only where the fresh SDR left room, lost every pixel and its id."""
+    cur, fo = _umbrella_behind_suitcase()
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True),
+              4: Track(umbrella, True)}
+    out, ev = relink(cur, fo, tracks, frame=24, reid_iou=0.3, may_merge=lambda a, b: False)
+    assert (out[10:20, 40:46] == 4).all() and (out[8:24, 20:40] == 3).all()
+    assert ev["swallowed"] == [[4, 3]] and 4 in ev["kept"] and tracks[4].merged_into is None
+    # allowed to merge (never seen apart, classes agree): it is a piece of the suitcase
+    tracks = {1: Track("sky", False), 2: Track("grass", False), 3: Track("unknown", True),
+              4: Track(umbrella, True)}
+    out, ev = relink(cur, fo, tracks, frame=24, reid_iou=0.3, may_merge=lambda a, b: True)
+    assert ev["merged"] == [[4, 3, 1.0]] and not (out == 4).any()
+
