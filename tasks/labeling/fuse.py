@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
