@@ -474,6 +474,17 @@ class CheckTuning(_Section):
     watch_min_area_factor: float = Field(default=4.0, ge=0)
     # ... and at least this share of the frame: slivers come and go by themselves.
     watch_min_share: float = Field(default=5e-4, ge=0, le=1)
+    # The appearance trigger (refine.appear_trigger) fires on unlabeled pixels that were labeled
+    # at the previous check (moved by the camera rotation since) once they make a piece of at
+    # least this many times the watched size (the max of the two above: 262 px at 1024 px, so
+    # 524 px, 0.1% of the frame). 2, not 1: an object caught as it comes into view is followed
+    # badly while it grows (synthetic handheld seed 0, prompts: the boat proposed at frame 21 from
+    # 412 px gave J&F 0.68, at frame 24 from 1358 px 0.80; the coverage rule found it at 27: 0.73).
+    # The previous check's blank pixels, moved, are widened by appear_margin_px_at_1024 first so
+    # that a hole the last refresh left open does not fire again as the rotation estimate and
+    # resampling shift its rim by a pixel [ours, issue 10].
+    appear_area_factor: float = Field(default=2.0, gt=0)
+    appear_margin_px_at_1024: float = Field(default=2.0, ge=0)
 
 
 class PropagateTuning(_Section):
@@ -542,6 +553,14 @@ class RefineConfig(_Section):
     # that appear in front of labeled background are found [ours: the method's coverage rule
     # cannot see them]. 0 disables.
     keyframe_interval_s: float = Field(default=2.0, ge=0)
+    # Re-annotate at a check frame when pixels labeled at the previous check became unlabeled
+    # (the propagator leaves what no label's motion explains unlabeled: something appeared in
+    # front of labeled background), however small the coverage drop: the coverage rule waits for
+    # rho = r0 - 0.6% of the sphere at 15 fps, and synthetic handheld seed 0's appearing boat
+    # (0.8% of the sphere when whole) left at most 0.58% unlabeled: found at frame 27 by an
+    # unrelated trigger, 6 frames after it appeared. Size: propagate.tuning.checks.appear_*
+    # [ours, issue 10].
+    appear_trigger: bool = True
     # Re-add every track the fresh SDR did not find again, from its current mask. False is the
     # method's code: such objects lose their track [M §1.3, §6 row 7].
     keep_unmatched_tracks: bool = True

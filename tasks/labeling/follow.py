@@ -10,10 +10,12 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from tasks.backends.superpixel import to_lab
-from tasks.geometry.erp import lonlat_axes
+from tasks.geometry.components import wrap_components
+from tasks.geometry.erp import lonlat_axes, row_solid_angles
 from tasks.geometry.remap import apply_table, erp_table, grid_directions
 from tasks.geometry.rotation import check_rotation
 from tasks.labeling import prompts as prompts_mod
@@ -116,7 +118,11 @@ class TrackingPass:
       on the sphere by default (the method uses pixels, see :mod:`tasks.labeling.coverage`);
     * an object's area (solid angle) dropped by more than half since the previous check [M §6 row 2];
     * a keyframe is due (every ``keyframe_interval_s``; the coverage rule cannot see an object that
-      appears in front of labeled background).
+      appears in front of labeled background);
+    * something appeared (``refine.appear_trigger``): pixels labeled at the previous check, moved
+      by the camera rotation since, are unlabeled in a piece of the watched size. The flow
+      propagator leaves what no label's motion explains unlabeled; a 0.25%-of-the-frame object
+      stays far above rho, so without this it waited for the next keyframe or another trigger.
 
     A coverage drop alone goes to MCR (:mod:`tasks.labeling.mcr`), with the t-1 map moved by the
     camera rotation; otherwise the fresh SDR is re-linked to the current tracks
@@ -171,6 +177,12 @@ class TrackingPass:
         self._orientation = np.eye(3)
         self._textured: np.ndarray | None = None
         self._gap = False
+        # the appearance trigger: unlabeled pixels after the last check and the camera rotation since
+        self.appear_min = ct.appear_area_factor * self.min_area if rc.appear_trigger else 0.0
+        self._appear_margin = int(round(ct.appear_margin_px_at_1024 * width / 1024))
+        self._blank_ref: np.ndarray | None = None
+        self._since_check = np.eye(3)
+        self._after_check(first)
 
     @property
     def steps_per_frame(self) -> float:
@@ -189,6 +201,7 @@ class TrackingPass:
             self._record_camera(t, motion)
             if motion is not None and motion.ok:
                 rotate_state(self.state, motion.rotation)
+                self._since_check = motion.rotation @ self._since_check
             if t > 0 and motion is not None and motion.reason == "cut":
                 idm = self._cut(t, frame)
             elif t > 0 and self._after_gap(t, frame, motion):
@@ -267,6 +280,7 @@ class TrackingPass:
         if p is not None:
             idm = prompts_mod.apply(idm, p)
         self.counter.reset(frame, idm)
+        self._after_check(idm)
         self.state = RelinkState()           # no re-identification across a cut
         self._before = None
         self.last_areas = track_areas(idm, sphere=True)
@@ -289,10 +303,15 @@ class TrackingPass:
             reasons.append("area_drop")
         if self.key_every and t % self.key_every == 0:
             reasons.append("keyframe")
+        appeared = self._appeared_area(idm) if self.appear_min > 0 else 0.0
+        if appeared >= self.appear_min > 0:
+            reasons.append("appeared")
         if self.contacts is not None:
             self.contacts.observe(idm, self.tracks)
         lab = to_lab(frame)
-        if reasons == ["coverage"] and rc.mcr:
+        # a coverage drop goes to MCR as before, also when the appearance trigger fired with it
+        # (MCR's new branch proposes the blank regions); an appearance alone re-links a fresh SDR
+        if "coverage" in reasons and set(reasons) <= {"coverage", "appeared"} and rc.mcr:
             before = self._before_moved(motion)
             prev_idm = before.idmap if before is not None else None
             prev_rgb = before.rgb if before is not None else None
@@ -318,13 +337,49 @@ class TrackingPass:
                 idm = prompts_mod.apply(idm, p)
             event.update(trigger=reasons, mode="re-sdr", coverage_before=round(cov, 4),
                          coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
+            if "appeared" in reasons:
+                event["appeared_area"] = int(appeared)
             self.events.append(event)
             self.counter.reset(frame, idm)
             self.counter.forget(t_piece for t_piece, _, _ in event.get("merged", []))
             areas = track_areas(idm, sphere=True)
         remember(self.state, idm, lab, t, self.tracks)
         self.last_areas = areas
+        self._after_check(idm)
         return idm
+
+    def _after_check(self, idm: np.ndarray) -> None:
+        """What the appearance trigger compares the next check with: this check's unlabeled pixels."""
+        blank = idm == 0
+        self._blank_ref = blank if blank.any() else None
+        self._since_check = np.eye(3)
+
+    def _appeared_area(self, idm: np.ndarray) -> float:
+        """Solid angle (equator pixels) of the largest piece of pixels unlabeled now and labeled
+        at the previous check, where the camera rotation since carried them: what the
+        propagator found no label for (the flow propagator leaves something that appeared in
+        front of labeled background unlabeled). Holes the previous check left open do not count
+        again (they are moved by the rotation, widened by a margin), so a region no refresh can
+        label costs one refresh, not one per check."""
+        blank = idm == 0
+        if cv2.countNonZero(blank.view(np.uint8)) < self.appear_min:   # a solid angle <= its pixels
+            return 0.0
+        if self._blank_ref is not None:
+            ref = self._blank_ref
+            if not np.allclose(self._since_check, np.eye(3), atol=1e-7):
+                ref = _rotate_once(ref.view(np.uint8), self._since_check, "nearest")
+            else:
+                ref = ref.view(np.uint8)
+            if self._appear_margin > 0:
+                ref = _dilate_wrap(ref, self._appear_margin)
+            blank &= ~ref.astype(bool)
+        comp, n = wrap_components(blank, raster_order=False)
+        if n == 0:
+            return 0.0
+        h, w = idm.shape
+        rw = row_solid_angles(h, w)
+        areas = np.bincount(comp.ravel(), weights=np.broadcast_to((rw / rw.max())[:, None], (h, w)).ravel())
+        return float(areas[1:].max())
 
     def _before_moved(self, motion) -> _Before | None:
         """The frame before this check, moved by the camera rotation between the two: MCR's "lies
@@ -334,6 +389,13 @@ class TrackingPass:
         if b is None or motion is None or not motion.ok or motion.angle_deg < 1e-3:
             return b
         return _Before(_rotate_once(b.idmap, motion.rotation, "nearest"), _rotate_once(b.rgb, motion.rotation, "linear"))
+
+
+def _dilate_wrap(mask: np.ndarray, r: int) -> np.ndarray:
+    """A uint8 mask dilated by ``r`` pixels, across the left/right border too."""
+    pad = np.concatenate([mask[:, -r:], mask, mask[:, :r]], 1)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.dilate(pad, k)[:, r:r + mask.shape[1]]
 
 
 def _rotate_once(image: np.ndarray, R: np.ndarray, interpolation: str) -> np.ndarray:

@@ -105,6 +105,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                "propagator_steps": tp.counter.steps, "propagator_steps_per_frame": tp.steps_per_frame,
                "checks": tp.checks, "refreshes": len(events), "r0": round(tp.r0, 4), "rho": round(tp.rho, 4),
                "cuts": sum(e["mode"] == "cut" for e in events),
+               # refreshes the appearance trigger asked for (each one SDR; refine.appear_trigger)
+               "appear_refreshes": sum("appeared" in e.get("trigger", []) for e in events),
                "camera_failed_frames": len(failed),
                "new_tracks": sum(len(e.get("new", [])) + len(e.get("created", [])) for e in events),
                "reidentified": sum(len(e.get("reidentified", [])) for e in events),

@@ -172,3 +172,146 @@ def test_lost_tracks_move_with_the_camera():
 def test_camera_angles_are_the_paths_angles(ypr):
     R = rotation_matrix(*np.radians(ypr)).T        # content moves by the inverse of the camera's turn
     assert _camera_ypr_deg(R) == pytest.approx(list(ypr), abs=1e-6)
+
+
+def appearing(n, at, rot_deg=0.0):
+    """The still scene of :func:`scene` with a yellow box (8x10 px, 0.25% of the frame) in the
+    grass from frame ``at`` on, seen through a camera that pans ``rot_deg`` per frame. Returns the
+    frames, the true maps (box = 4) and what the flow propagator follows: the box's pixels
+    unlabeled (no label's motion explains them), the rest as before."""
+    frames0, maps0 = scene(1)
+    box = (slice(84, 92), slice(40, 50))
+    R = rotation_matrix(math.radians(rot_deg), 0.0, 0.0)
+    frames, truth, followed = [], [], []
+    Rt = np.eye(3)
+    for t in range(n):
+        rgb, idm = frames0[0].copy(), maps0[0].copy()
+        f = idm.copy()
+        if t >= at:
+            rgb[box] = (240, 220, 20)
+            idm[box] = 4
+            f[box] = 0
+        frames.append(rotate_erp(rgb, Rt))
+        truth.append(rotate_erp(idm, Rt, interpolation="nearest"))
+        followed.append(rotate_erp(f, Rt, interpolation="nearest"))
+        Rt = R @ Rt
+    motions = {t: CameraMotion(R, 0.95, 300, True, None, inliers=285) for t in range(1, n)}
+    return frames, truth, followed, motions
+
+
+def sdr_with_box(idm):
+    fo = sdr_of(idm)
+    if (idm == 4).any():
+        fo.objects[4] = {"category": "kite", "isthing": True}
+    return fo
+
+
+def test_an_object_appearing_in_front_of_labeled_background_is_proposed_at_the_next_check():
+    """Keyframes off: the box leaves 0.25% of the frame unlabeled, far above the coverage rule's
+    reach (rho = r0 - 0.6%); the appearance trigger re-annotates at the first check after it
+    appeared (frame 6 of the 15-fps grid 3, 6, 9), and once only."""
+    frames, truth, followed, motions = appearing(12, at=4)
+    calls = []
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks,
+                      propagator=FakePropagator(followed, motions, still=True),
+                      annotate=lambda rgb: calls.append(1) or sdr_with_box(truth[4]))
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    assert min(tp.coverage_series) > tp.rho                  # the coverage rule alone never fires
+    assert [(e["frame"], e["trigger"], e["mode"]) for e in tp.events] == [(6, ["appeared"], "re-sdr")]
+    assert 60 <= tp.events[0]["appeared_area"] <= 80 and len(calls) == 1   # 80 px at 30 deg south: 66
+    new = tp.events[0]["new"]
+    assert len(new) == 1 and tracks[new[0]].category == "kite" and tracks[new[0]].born == 6
+    for t in range(6, 12):
+        assert ((out[t] == new[0]) == (truth[t] == 4)).all()
+    assert tp.steps_per_frame == 1.0
+
+
+def test_a_hole_no_refresh_can_label_costs_one_refresh_also_under_a_pan():
+    """The fresh SDR leaves the box unlabeled too (nothing it can name): the hole stays, moves with
+    the camera (4 deg/frame pan: 8.5 px a check), and does not trigger again at later checks."""
+    frames, truth, followed, motions = appearing(16, at=4, rot_deg=4.0)
+    calls = []
+
+    def annotate(rgb):
+        calls.append(1)
+        t = len(calls) and [6, 9, 12, 15][len(calls) - 1]
+        m = truth[t].copy()
+        m[m == 4] = 0
+        return sdr_of(m)
+
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks3(),
+                      propagator=FakePropagator(followed, motions), annotate=annotate)
+    list(tp.run(ListFrames(frames, fps=15.0)))
+    assert [e["frame"] for e in tp.events] == [6] and len(calls) == 1
+
+
+def test_nothing_appears_on_a_still_scene_through_a_turning_camera():
+    frames0, maps0 = scene(1)
+    R = rotation_matrix(math.radians(3.0), math.radians(1.0), 0.0)
+    frames, maps, Rt = [], [], np.eye(3)
+    for _ in range(13):
+        frames.append(rotate_erp(frames0[0], Rt))
+        maps.append(rotate_erp(maps0[0], Rt, interpolation="nearest"))
+        Rt = R @ Rt
+    motions = {t: CameraMotion(R, 0.95, 300, True, None, inliers=285) for t in range(1, 13)}
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0})
+    tp = TrackingPass(cfg, fps=15.0, first=maps[0], tracks=tracks3(), propagator=FakePropagator(maps, motions),
+                      annotate=lambda rgb: pytest.fail("nothing to re-annotate"))
+    list(tp.run(ListFrames(frames, fps=15.0)))
+    assert tp.events == [] and tp.checks == 4
+
+
+@pytest.mark.parametrize("trigger", [True, False])
+def test_a_textured_object_appearing_on_a_real_panorama_is_found_at_the_next_check(shared_data, trigger):
+    """The real propagator on a real panorama panned 1 deg/frame: a patch of a real 360VOT frame
+    (20x16 px at 512 px, 0.24% of the frame) appears at frame 4. The propagator leaves it
+    unlabeled (no label's motion explains it) but coverage stays above rho, so only the
+    appearance trigger re-annotates, at frame 6; without it the patch stays unlabeled."""
+    import cv2
+
+    from tasks.backends.flow import build_propagator
+
+    w, h = 512, 256
+    pano = cv2.imread(str(shared_data / "erp_images" / "pannellum_examplepano_4096x2048.jpg"))
+    pano = cv2.cvtColor(cv2.resize(pano, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    src = cv2.cvtColor(cv2.imread(str(shared_data / "360vot_samples" / "0030_000064.jpg")), cv2.COLOR_BGR2RGB)
+    cy, cx = src.shape[0] // 2, src.shape[1] // 2
+    patch = cv2.resize(src[cy - 200:cy + 200, cx - 250:cx + 250], (20, 16), interpolation=cv2.INTER_AREA)
+    box = (slice(150, 166), slice(200, 220))
+    base = np.where(np.arange(h)[:, None] < h // 2, 1, 2).astype(np.uint16).repeat(w, 1)
+    R, Rt = rotation_matrix(math.radians(1.0), 0.0, 0.0), np.eye(3)
+    frames, truth = [], []
+    for t in range(10):
+        rgb, idm = pano.copy(), base.copy()
+        if t >= 4:
+            rgb[box], idm[box] = patch, 3
+        frames.append(rotate_erp(rgb, Rt))
+        truth.append(rotate_erp(idm, Rt, interpolation="nearest"))
+        Rt = R @ Rt
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0, "refine.appear_trigger": trigger})
+    calls = []
+
+    def annotate(rgb):
+        t = [6, 9][len(calls)]
+        calls.append(t)
+        return sdr_with_box(np.where(truth[t] == 3, 4, truth[t]).astype(np.uint16))
+
+    tracks = {1: Track("sky", False), 2: Track("grass", False)}
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks, propagator=build_propagator(cfg, w),
+                      annotate=annotate)
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    assert min(tp.coverage_series) > tp.rho
+    patch_now = truth[5] == 3
+    assert (out[5][patch_now] == 0).mean() > 0.5                 # the propagator left it unlabeled
+    if not trigger:
+        assert tp.events == [] and (out[9][truth[9] == 3] == 0).mean() > 0.5
+        return
+    assert [(e["frame"], e["trigger"]) for e in tp.events] == [(6, ["appeared"])] and calls == [6]
+    new = tp.events[0]["new"]
+    assert len(new) == 1 and tracks[new[0]].category == "kite"
+    for t in (6, 9):
+        obj = truth[t] == 3
+        assert (out[t][obj] == new[0]).mean() > 0.9
