@@ -360,8 +360,15 @@ class FlowTuning(_Section):
     quiet_frames: int = Field(default=10, ge=1)
     # Share of an object's outline that must have moved to call it moving on its own.
     moved_share: float = Field(default=0.3, gt=0, le=1)
-    # Own motion (px/frame at the equator, working size) over which an object moves on its own.
+    # Own motion over which an object moves on its own: how far it moves the object's pixels (RMS,
+    # px/frame at the equator, working size; not the rotation's angle, which a small object's fit
+    # pins loosely about its own centre: real 0115 barn, a 0.20 px angle moved it 0.02 px; issue 10) ...
     own_motion_px: float = Field(default=0.2, ge=0)
+    # ... and more than this many standard errors of the fit (its residuals' RMS over the root of the
+    # supporting pixels counted in own_motion_patch_px-sided patches: DIS (medium preset, patch 8 at
+    # half the working size) gives neighbouring pixels one shared estimate). FlowPropagator._moves_on_its_own.
+    own_motion_z: float = Field(default=3.0, ge=0)
+    own_motion_patch_px: float = Field(default=8.0, ge=1)
     # A piece of a moving object under this share of its area, apart from it, is a speck (dropped).
     fragment: float = Field(default=0.1, ge=0, le=1)
     # An unexplained patch of at least this share of the frame is something that appeared

@@ -701,7 +701,8 @@ class FlowPropagator:
             # the real panoramas, tests/bench/bench_camera_motion.py)
             around = R
             lk = tracks.get(k)
-            fit = _fit_rotation(src, grid, from_inner, k, box_inner.get(k)) if full else None
+            found = _fit_rotation(src, grid, from_inner, k, box_inner.get(k)) if full else None
+            fit = found.M if found is not None else None
             if m is None:
                 if fit is None:
                     continue
@@ -710,15 +711,15 @@ class FlowPropagator:
                 if fit is not None:
                     # moving on its own, by its interior's flow relative to its surroundings
                     # (hysteresis: once moving, the closed-loop estimate carries it)
-                    own = _angle(fit @ around.T)
                     step_px = 2 * np.pi / fw
-                    if own > tn.own_motion_px * step_px:
+                    if self._moves_on_its_own(found, around, step_px):
                         m.quiet = 0
                         if not m.tracked:
                             m.motion, m.tracked = fit @ around.T, True
                     else:
                         m.quiet += 1
-                        if m.quiet >= tn.quiet_frames and _angle(m.motion) < tn.own_motion_px * step_px:
+                        if m.quiet >= tn.quiet_frames and \
+                                _displacement(m.motion, found.pts) < tn.own_motion_px * step_px:
                             m.motion, m.tracked = np.eye(3), False   # it stopped
                 if lk is not None and m.tracked:
                     # measured on the object itself this frame: the remembered motion follows it
@@ -744,6 +745,22 @@ class FlowPropagator:
             win = e <= err[ys, xs] + tn.motion_tie
             src[ys[win], xs[win]] = rs[win]
             err[ys[win], xs[win]] = e[win]
+
+    def _moves_on_its_own(self, fit: _Fit, around: np.ndarray, step_px: float) -> bool:
+        """Whether the interior flow's fit says the object moves relative to the scene: a
+        significance test, not a fixed step. Its own motion (``fit.M`` relative to the camera
+        rotation ``around``) must move its pixels, RMS, more than ``tuning.own_motion_px`` and
+        more than ``tuning.own_motion_z`` standard errors of the fit (the residuals' RMS over
+        the root of the supporting pixels counted in DIS patches, ``tuning.own_motion_patch_px``
+        on a side: neighbouring flow vectors share a patch and are not independent). A small
+        still object is supported by few pixels and its fit is loose; a fixed threshold on
+        the rotation's angle called it moving (real 0115 barn, handheld; issue 10)."""
+        tn = self.tuning
+        d = _displacement(fit.M @ around.T, fit.pts)
+        if d <= tn.own_motion_px * step_px:
+            return False
+        n_eff = max(1.0, fit.n / max(tn.own_motion_patch_px, 1.0) ** 2)
+        return d > tn.own_motion_z * fit.res / np.sqrt(n_eff)
 
     def _textured(self) -> dict[int, float]:
         """The textured objects and the RMS spread of their remembered full view's colours (CIELAB),
@@ -996,7 +1013,18 @@ class FlowPropagator:
         return mp[:, pad:-pad].astype(bool)
 
 
-def _fit_rotation(src: np.ndarray, grid: np.ndarray, labels: np.ndarray, k: int, box) -> np.ndarray | None:
+class _Fit:
+    """A rotation fitted to an object's interior flow, with what says how far to trust it: the
+    object's pixels (current directions), how many support the fit, and the RMS of the fit's
+    residuals over them (radians)."""
+
+    __slots__ = ("M", "pts", "n", "res")
+
+    def __init__(self, M: np.ndarray, pts: np.ndarray, res: float):
+        self.M, self.pts, self.n, self.res = M, pts, int(pts.shape[0]), float(res)
+
+
+def _fit_rotation(src: np.ndarray, grid: np.ndarray, labels: np.ndarray, k: int, box) -> _Fit | None:
     """The rotation carrying ``src`` to ``grid`` directions over the pixels where ``labels == k``
     (within ``box``; Kabsch, refit on the best 70%), or None with fewer than 8 of them."""
     if box is None:
@@ -1009,7 +1037,22 @@ def _fit_rotation(src: np.ndarray, grid: np.ndarray, labels: np.ndarray, k: int,
     M = kabsch(a, b)
     res = np.linalg.norm(a @ M.T - b, axis=1)
     keep = res <= np.percentile(res, 70)
-    return kabsch(a[keep], b[keep]) if keep.sum() >= 8 else M
+    if keep.sum() >= 8:
+        M = kabsch(a[keep], b[keep])
+    # residuals of every supporting pixel (not the trimmed 70%: their spread is the flow's noise)
+    rms = float(np.sqrt(np.mean(np.sum((a @ M.T - b) ** 2, axis=1))))
+    return _Fit(M, b, rms)
+
+
+def _displacement(M: np.ndarray, pts: np.ndarray) -> float:
+    """RMS distance (radians) the rotation ``M`` moves the unit vectors ``pts``: what a motion
+    does to an object's pixels. The rotation's angle is not: about the object's own centre a
+    small object pins it loosely (real 0115 barn, ~6x5 working px: a 0.20 px "own motion" by
+    angle moved its pixels 0.02 px, and flagged it as moving: J 0.98 -> 0.68; issue 10)."""
+    if pts.shape[0] == 0:
+        return _angle(M)
+    d = pts @ (M.T - np.eye(3))
+    return float(np.sqrt(np.mean(np.sum(d * d, axis=1))))
 
 
 def _boxes(labels: np.ndarray, margin: int) -> dict:

@@ -388,3 +388,44 @@ def test_small_objects_on_a_still_scene_do_not_drift_with_the_residual_flow(shar
         means[px] = {k: float(np.mean(v)) for k, v in js.items()}
     assert all(j >= 0.97 for j in means[3.0].values()), means
     assert np.mean(list(means[3.0].values())) > np.mean(list(means[0.0].values())) + 0.01, means
+
+
+@pytest.mark.slow
+def test_a_small_still_object_is_not_taken_for_a_moving_one(shared_data, tmp_path):
+    """The barn of the real re-shot benchmark (360VOT 0115, 238 px at 1024 columns, 28 working
+    pixels) through its handheld camera path, H.264-encoded as the benchmark's clip: the fit of its
+    interior flow is loose, and a fixed threshold on the fitted rotation's *angle* called a spin
+    about its own centre that moved its pixels 0.02 px "own motion"; it was then moved and
+    re-outlined by colour: J 0.98 -> 0.67 on frames 10-12 (issue 10). The own-motion test is on
+    how far the motion moves the object's pixels and on the fit's standard error
+    (propagate.tuning.flow.own_motion_*): J >= 0.97 on every frame."""
+    import json
+    from itertools import islice
+    from pathlib import Path
+
+    from tasks.formats import rle
+    from tasks.synth.camera import camera_path, render_still, rotate_labels
+    from tasks.video.frames import Mp4Writer
+
+    doc = json.loads((Path(__file__).parents[2] / "bench" / "real_objects.json").read_text())["scenes"]["360vot_0115"]
+    barn = next(o for o in doc["objects"] if o["name"] == "barn")
+    im = cv2.imread(str(shared_data / "360vot_samples" / "0115_000216.jpg"))
+    still = rotate_erp(cv2.resize(cv2.cvtColor(im, cv2.COLOR_BGR2RGB), (2048, 1024), interpolation=cv2.INTER_AREA),
+                       np.asarray(doc["R0"], np.float64))
+    ids = rle.decode(barn["rle"]).astype(np.uint16)
+    # the benchmark's path for this scene (its first 15 frames: the false motion was at 10-12), at
+    # the pipeline's sizes (at 512 columns the barn is big enough for the loose fit not to matter)
+    path = camera_path("handheld", 30, 10, seed=3)
+    truths = list(islice(rotate_labels(ids, path), 15))
+    clip = tmp_path / "clip.mp4"
+    with Mp4Writer(clip, 1024, 512, 10, crf=16) as out:     # the codec's noise is what the fit sees
+        for f in islice(render_still(still, path, 1024), 15):
+            out.write(f)
+    cap, frames = cv2.VideoCapture(str(clip)), []
+    while (got := cap.read())[0]:
+        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    assert len(frames) == len(truths)
+    p = FlowPropagator(512)
+    p.reset(frames[0], truths[0])
+    js = [spherical_iou(p.step(f) == 1, t == 1) for f, t in zip(frames[1:], truths[1:])]
+    assert min(js) >= 0.97, np.round(js, 3)
