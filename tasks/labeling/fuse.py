@@ -130,9 +130,13 @@ def unknown_groups(props: FrameProposals, labels: dict[int, EntityLabel], joins:
     kind = np.zeros(int(props.entity.max()) + 1, np.int64)
     if not cfg.sdr.join_touching_unknown:
         return {e: g for e, g in islands.items()}
+    texture = {e: props.entity_texture.get(e, 0.0) for e in labels}
+    island_texture: dict[int, float] = {}
+    for e, g in islands.items():      # an island is as textured as its most textured entity
+        island_texture[g] = max(island_texture.get(g, 0.0), texture.get(e, 0.0))
     for e, lab in labels.items():
-        if 0 < e < kind.size and (lab.label == UNKNOWN or e in islands) \
-                and props.entity_texture.get(e, 0.0) >= cfg.sdr.join_min_texture:
+        tex = island_texture[islands[e]] if e in islands else texture[e]
+        if 0 < e < kind.size and (lab.label == UNKNOWN or e in islands) and tex >= cfg.sdr.join_min_texture:
             kind[e] = 1
     groups = _small_groups(props.entity, joins, kind, limit)
     for e, g in islands.items():          # flat islands stay objects of their own
