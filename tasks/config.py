@@ -315,6 +315,10 @@ class SdrConfig(_Section):
     # pannellum, andes frame 0) except lone trees (0.06-0.4%). Handheld synthetic seeds 2/3: the
     # two seam splits started from such objects merged into "tree"/"water" [issue 10].
     island_max_fraction: float = Field(default=0.015, ge=0, le=1)
+    # ... and at least this share (0.03%: ~160 px at the equator at 1024 px): a smaller island is a
+    # speck of its class, not an object (bench_proposals seed 5 at 85 deg: a 78-px "tree" sliver on
+    # the horizon counted as a false thing; the smallest real lone tree, 0115, is 0.06%) [issue 10].
+    island_min_fraction: float = Field(default=3e-4, ge=0, le=1)
     # Small nameless entities (and islands) that touch are one object when their group is under
     # island_max_fraction (tasks.labeling.fuse.unknown_groups): the colour merge cut multi-coloured
     # objects in two, each half a track for the whole clip (handheld synthetic seed 3: a person
