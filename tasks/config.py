@@ -346,6 +346,15 @@ class FlowTuning(_Section):
     # Share of a wholly hidden object's predicted view whose colours must match again for it to be back
     # (half of it for a partly visible one).
     reacquire: float = Field(default=0.5, gt=0, le=1)
+    # An object out of sight is also back where its colours match significantly (FlowPropagator.
+    # _significant_match): on at least this share of its remembered view ...
+    reacquire_min_share: float = Field(default=0.02, gt=0, le=1)
+    # ... and this many pixels (at 1024 columns, area-scaled) ...
+    reacquire_min_px: float = Field(default=20.0, ge=0)
+    # ... this many times the median share over the places searched (chance level; 0 disables).
+    # Synthetic handheld seeds 0-3, propagator alone: the occluded object, out again on 2-30% of its
+    # view, was lost for up to 8 frames waiting for `reacquire` (issue 10).
+    reacquire_contrast: float = Field(default=4.0, ge=0)
     # CIELAB distance under which a pixel matches the remembered colour at that point.
     color_match: float = Field(default=18.0, gt=0)
     # Points kept of an object's full view (subsampled: enough to re-find it, bounded memory).

@@ -429,3 +429,37 @@ def test_a_small_still_object_is_not_taken_for_a_moving_one(shared_data, tmp_pat
     p.reset(frames[0], truths[0])
     js = [spherical_iou(p.step(f) == 1, t == 1) for f, t in zip(frames[1:], truths[1:])]
     assert min(js) >= 0.97, np.round(js, 3)
+
+
+@pytest.mark.slow
+def test_an_object_coming_out_from_behind_another_is_followed_again(shared_data):
+    """Issue 10: photo-textured synthetic clip through a handheld camera (the benchmark's seed 2):
+    the animal goes behind the signboard and comes out again. Two things lost it: the feature
+    tracks of its label, half on the occluder while it went behind, gave it the occluder's motion as
+    its own (3-12 px/frame), so its predicted place drifted away; and it was back only where half of
+    its remembered view matched again, so a sliver coming out stayed unlabeled (it is back where its
+    colours match significantly better than around: propagate.tuning.flow.reacquire_*). On the
+    benchmark's H.264 clip, propagator alone, the animal's mean J went 0.32 -> 0.71; here (frames
+    as rendered) the mean J is >= 0.6 and it is back within 5 frames of showing a quarter of itself
+    (before: the assertion fails)."""
+    from tasks.synth.look import load_photos
+
+    photos = load_photos(sorted((shared_data / "erp_images").glob("*.jpg"))
+                         + sorted((shared_data / "360vot_samples").glob("*.jpg")))
+    sc = build_scene(seconds=4.0, fps=15, width=1024, seed=2, camera="handheld", photos=photos)
+    k = sc.roles["occluded"][0]
+    frames = list(render_frames(sc))
+    p = FlowPropagator(512)     # the pipeline's working width
+    p.reset(*frames[0])
+    js, gt_a = [], []
+    for rgb, gt in frames[1:]:
+        out = p.step(rgb)
+        js.append(spherical_iou(out == k, gt == k) if (gt == k).any() or (out == k).any() else 1.0)
+        gt_a.append(int((gt == k).sum()))
+    gt_a, js = np.array(gt_a), np.array(js)
+    hidden = np.flatnonzero(gt_a == 0)
+    assert hidden.size, "the clip must hide the object"
+    after = np.arange(hidden[-1] + 1, len(gt_a))
+    quarter = after[gt_a[after] >= 0.25 * gt_a.max()]
+    assert np.mean(js) >= 0.6, np.round(js, 2)
+    assert (js[quarter[0]:quarter[0] + 5] > 0.3).any() and js[quarter[0] + 5:].mean() > 0.6, np.round(js, 2)
