@@ -503,13 +503,15 @@ class CheckTuning(_Section):
     # The appearance trigger (refine.appear_trigger) fires on unlabeled pixels that were labeled
     # at the previous check (moved by the camera rotation since) once they make a piece of at
     # least this many times the watched size (the max of the two above: 262 px at 1024 px, so
-    # 524 px, 0.1% of the frame). 2, not 1: an object caught as it comes into view is followed
-    # badly while it grows (synthetic handheld seed 0, prompts: the boat proposed at frame 21 from
-    # 412 px gave J&F 0.68, at frame 24 from 1358 px 0.80; the coverage rule found it at 27: 0.73).
+    # 786 px, 0.15% of the frame). 3, not 1 or 2: an object caught as it comes into view is
+    # followed badly while it grows and later refreshes keep its small track's mask (synthetic
+    # seed 2 still, prompts: the clock proposed at frame 21 from 687 px gave J&F 0.81, born at 24
+    # 0.92; handheld seed 0: the boat from 412 px at 21 0.68, from 1358 px at 24 0.80, by the
+    # coverage rule at 27 0.73).
     # The previous check's blank pixels, moved, are widened by appear_margin_px_at_1024 first so
     # that a hole the last refresh left open does not fire again as the rotation estimate and
     # resampling shift its rim by a pixel [ours, issue 10].
-    appear_area_factor: float = Field(default=2.0, gt=0)
+    appear_area_factor: float = Field(default=3.0, gt=0)
     appear_margin_px_at_1024: float = Field(default=2.0, ge=0)
 
 
