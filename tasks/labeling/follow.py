@@ -15,7 +15,15 @@ import numpy as np
 
 from tasks.backends.superpixel import to_lab
 from tasks.geometry.components import wrap_components
-from tasks.geometry.erp import lonlat_axes, lonlat_to_vec, row_solid_angles, vec_to_lonlat, x_of_lon, y_of_lat
+from tasks.geometry.erp import (
+    lonlat_axes,
+    lonlat_to_vec,
+    row_solid_angles,
+    vec_to_lonlat,
+    wrap_pad,
+    x_of_lon,
+    y_of_lat,
+)
 from tasks.geometry.remap import apply_table, erp_table, grid_directions
 from tasks.geometry.rotation import check_rotation
 from tasks.labeling import prompts as prompts_mod
@@ -399,9 +407,8 @@ class TrackingPass:
 
 def _dilate_wrap(mask: np.ndarray, r: int) -> np.ndarray:
     """A uint8 mask dilated by ``r`` pixels, across the left/right border too."""
-    pad = np.concatenate([mask[:, -r:], mask, mask[:, :r]], 1)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    return cv2.dilate(pad, k)[:, r:r + mask.shape[1]]
+    return cv2.dilate(wrap_pad(mask, r), k)[:, r:r + mask.shape[1]]
 
 
 def _rotate_once(image: np.ndarray, R: np.ndarray, interpolation: str) -> np.ndarray:
