@@ -21,6 +21,7 @@ BENCHES = {
     "label_speed": ("bench_label.py", "Seconds per frame of `python -m tasks label` (CPU)"),
     "quality": ("bench_quality.py", "Labeling quality on synthetic clips (CPU pipeline)"),
     "real": ("bench_real.py", "Real footage: re-shot real panoramas and a real video through a moving camera"),
+    "real_speed": ("bench_real.py", "Speed on real content: `tasks label` on a 60-frame re-shot real clip (issue 10 §3)"),
     "dag_parse": ("bench_dag_parse.py", "DAG file parse time"),
     "airflow": ("bench_airflow.py", "Airflow as deployed: start-up, and time to a visible mistake"),
     "proposals": ("bench_proposals.py", "Proposals near the poles, across the seam and elsewhere"),
@@ -39,7 +40,8 @@ BENCHES = {
 # real: 30 frames per re-shot clip and no `propagate.backend=warp` pipeline run (the independent warp
 # baseline stays), so the whole benchmark fits in about 20 minutes on 2 cores
 ARGS = {"propagation_memory": ["--stock"], "propagation_gpu": ["--gpu-only"], "backends_cpu": ["--repeats", "3"],
-        "real": ["--frames", "30", "--backends", "default"]}
+        "real": ["--frames", "30", "--backends", "default"],
+        "real_speed": ["--scenes", "pannellum", "--paths", "handheld", "--frames", "60", "--modes", "auto", "--no-video"]}
 # Benchmarks that need hardware this machine may lack: a run that produced no rows keeps the
 # recorded run (made where the hardware was, with that machine in its record).
 NEEDS_HARDWARE = {"propagation_gpu", "gpu_backends"}
@@ -81,6 +83,10 @@ NOTES = {
         "wrote it (the script skips with the reason without CUDA; `--smoke --device cpu` runs the same code path "
         "at toy sizes). Until a run is recorded here, the GPU memory of `resources.yaml` rests on the SAM2 rows "
         "above and the models' sizes."),
+    "real_speed": (
+        "Issue 10 §3: the whole pipeline (`tasks label`, auto mode) on the pannellum panorama re-shot through the "
+        "handheld path, 60 frames at 1024x512, run alone on the machine; target <= 0.5 s/frame on 2 cores. "
+        "stage_s_per_frame is the per-stage profile."),
     "real": (
         "Issue 10 §1. *Re-shot panoramas*: the five real ERP images of `../shared/data` (pannellum, andes top eye, "
         "360VOT 0098/0115/0030) at 1024x512, turned once so an object sits on the seam (and, where a <= 25 deg tilt "
