@@ -99,7 +99,8 @@ def stuff_islands(props: FrameProposals, labels: dict[int, EntityLabel], joins: 
     congo is in groups over 2% of the sphere except single trees against the sky (0115, 0.06-0.4%)
     and a 0.2% "water" patch in 0030's sky, which become objects too.
     """
-    limit = (config or PipelineConfig()).sdr.island_max_fraction
+    cfg = config or PipelineConfig()
+    limit = cfg.sdr.island_max_fraction
     vocab = vocab or master()
     kind = np.zeros(int(props.entity.max()) + 1, np.int64)
     classes: dict[str, int] = {}
@@ -107,13 +108,11 @@ def stuff_islands(props: FrameProposals, labels: dict[int, EntityLabel], joins: 
         if 0 < e < kind.size and vocab.is_stuff(lab.label):
             kind[e] = classes.setdefault(lab.label, len(classes) + 1)
     groups = _small_groups(props.entity, joins, kind, limit)
-    floor = (config or PipelineConfig()).sdr.island_min_fraction
+    floor = cfg.sdr.island_min_fraction
     if floor > 0 and groups:
         # a speck stays with its class: bench_proposals' seed-5 frame resampled to 85 deg had a
         # 78-px "tree" sliver along the horizon, an island but no object (thing precision 0.993)
-        h, w = props.entity.shape
-        sph = np.bincount(props.entity.ravel(), weights=np.broadcast_to(
-            row_solid_angles(h, w)[:, None], (h, w)).ravel(), minlength=kind.size) / (4 * np.pi)
+        sph = _sphere_shares(props.entity, kind.size)
         for e, r in joins.items():
             if r in groups:
                 sph[r] += sph[e]
@@ -141,10 +140,10 @@ def unknown_groups(props: FrameProposals, labels: dict[int, EntityLabel], joins:
     one (bench_proposals, sphere: mean IoU elsewhere 0.976 -> 0.838).
     """
     cfg = config or PipelineConfig()
+    if not cfg.sdr.join_touching_unknown:
+        return dict(islands)
     limit = cfg.sdr.island_max_fraction
     kind = np.zeros(int(props.entity.max()) + 1, np.int64)
-    if not cfg.sdr.join_touching_unknown:
-        return {e: g for e, g in islands.items()}
     texture = {e: props.entity_texture.get(e, 0.0) for e in labels}
     island_texture: dict[int, float] = {}
     for e, g in islands.items():      # an island is as textured as its most textured entity
@@ -179,11 +178,16 @@ def _small_groups(entity: np.ndarray, joins: dict[int, int], kind: np.ndarray, l
     keep = member[a] & member[b] & (kind[a] == kind[b])
     graph = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
-    h, w = ent.shape
-    sph = np.bincount(ent.ravel(), weights=np.broadcast_to(row_solid_angles(h, w)[:, None], ent.shape).ravel(),
-                      minlength=n) / (4 * np.pi)
+    sph = _sphere_shares(ent, n)
     size = np.bincount(comp[member], weights=sph[member], minlength=int(comp.max()) + 1)
     return {int(e): int(comp[e]) for e in np.nonzero(member)[0] if sph[e] > 0 and size[comp[e]] < limit}
+
+
+def _sphere_shares(ids: np.ndarray, n: int) -> np.ndarray:
+    """Share of the sphere each id of an ERP id map covers (index = id, ``n`` entries at least)."""
+    h, w = ids.shape
+    weights = np.broadcast_to(row_solid_angles(h, w)[:, None], (h, w)).ravel()
+    return np.bincount(ids.ravel(), weights=weights, minlength=n) / (4 * np.pi)
 
 
 def agreed_stuff(props: FrameProposals, config: PipelineConfig, vocab: Vocabulary) -> np.ndarray:
