@@ -165,13 +165,18 @@ def test_relink_a_piece_on_an_objects_outline_joins_it_not_a_new_track():
     assert len(ev["new"]) == 1 and (out[2:6, 5:11] == ev["new"][0]).all()
 
 
+def _sky_over_grass(h: int, w: int, sky: int, grass: int) -> np.ndarray:
+    """An id map: ``sky`` over the top 16 rows, ``grass`` below."""
+    return np.where(np.arange(h)[:, None] < 16, sky, grass).astype(np.uint16) * np.ones((1, w), np.uint16)
+
+
 def _ball_in_two_pieces():
     """A ball followed as two touching tracks (3: two thirds, 4: one third, across the seam)."""
     h, w = 32, 64
-    cur = np.where(np.arange(h)[:, None] < 16, 1, 2).astype(np.uint16) * np.ones((1, w), np.uint16)
+    cur = _sky_over_grass(h, w, 1, 2)
     cur[10:22, 56:64] = 3
     cur[10:22, 0:5] = 4
-    new = np.where(np.arange(h)[:, None] < 16, 7, 8).astype(np.uint16) * np.ones((1, w), np.uint16)
+    new = _sky_over_grass(h, w, 7, 8)
     new[10:22, 56:64] = 5       # the re-SDR sees the ball whole, one pixel column short of piece 4
     new[10:22, 0:4] = 5
     return cur, objects(new, {7: ("sky", False), 8: ("grass", False), 5: ("ball", True)})
@@ -259,10 +264,10 @@ def test_a_prompted_stuff_region_keeps_its_pieces_but_not_an_object_arriving_in_
 def _umbrella_behind_suitcase():
     """A suitcase (3) and an umbrella (4) passing behind it, touching; the fresh SDR sees one object."""
     h, w = 32, 64
-    cur = np.where(np.arange(h)[:, None] < 16, 1, 2).astype(np.uint16) * np.ones((1, w), np.uint16)
+    cur = _sky_over_grass(h, w, 1, 2)
     cur[8:24, 20:40] = 3
     cur[10:20, 40:46] = 4
-    new = np.where(np.arange(h)[:, None] < 16, 7, 8).astype(np.uint16) * np.ones((1, w), np.uint16)
+    new = _sky_over_grass(h, w, 7, 8)
     new[8:24, 20:40] = 5
     new[10:20, 40:46] = 5
     return cur, objects(new, {7: ("sky", False), 8: ("grass", False), 5: ("unknown", True)})
