@@ -343,6 +343,12 @@ class FlowTuning(_Section):
     full_view: float = Field(default=0.85, gt=0, le=1)
     # The recent maximum area fades by this factor per frame, so an object that recedes may shrink.
     area_decay: float = Field(default=0.98, gt=0, le=1)
+    # An object out of full view since the previous frame whose visible area falls under this share
+    # of its recent maximum is hidden: its last pixels go to the label around them and it coasts in
+    # memory (0: never). A sliver kept while the object is wholly behind its occluder is a false
+    # label on every frame the object is out of sight (synthetic handheld seeds 0/2/3: 35-70 px on
+    # 2/5/7 frames with no object there, each a J&F of 0) [issue 10].
+    vanish: float = Field(default=0.1, ge=0, lt=1)
     # Share of a wholly hidden object's predicted view whose colours must match again for it to be back
     # (half of it for a partly visible one).
     reacquire: float = Field(default=0.5, gt=0, le=1)

@@ -317,6 +317,7 @@ class FlowPropagator:
         new = self._recover(new, lab, ~unc, h, w)
         self._place_rigid(new, lab, tracks, R)
         drop_small_ids(new, self.min_area_px)
+        self._vanish(new)
         self._observe(new, lab, R=R)
         self._prev, self._prev_lab, self._prev_grey = cur, lab, grey
         self._field, self._out = field, new
@@ -330,6 +331,26 @@ class FlowPropagator:
         return new.copy()
 
     # -- pieces -------------------------------------------------------------------------------------
+    def _vanish(self, labels: np.ndarray) -> None:
+        """An object shrinking out of sight (out of full view on the previous frame too) whose
+        visible part falls under ``tuning.vanish`` of its recent maximum is hidden from here on:
+        its pixels go to the label around them, its memory coasts (see ``_observe``) and it comes
+        back where its colours show (``_recover``) -- a sliver left on the occluder's outline is no
+        view of it."""
+        frac = self.tuning.vanish
+        if frac <= 0 or not self._memory:
+            return
+        areas = np.bincount(labels.ravel())
+        k3 = np.ones((3, 3), np.uint8)
+        for k, m in self._memory.items():
+            if k >= areas.size or areas[k] == 0 or m.unseen < 1 or areas[k] >= frac * m.max_area:
+                continue
+            mask = labels == k
+            ring = cv2.dilate(mask.view(np.uint8), k3).astype(bool) & ~mask
+            around = np.bincount(labels[ring], minlength=k + 1)
+            around[k] = 0
+            labels[mask] = int(np.argmax(around)) if around.sum() else 0
+
     def _rekey(self, idmap: np.ndarray, lab: np.ndarray | None = None, feat=None) -> None:
         """The current labels become the key frame; the field restarts at the identity (and the
         static anchoring's rotation since the key, when the key frame's colours and features are
