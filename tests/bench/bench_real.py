@@ -59,6 +59,7 @@ WIDTH = 1024
 CRF = 16  # near-lossless, as the synthetic clips: what is measured is tracking, not the codec
 VIDEO = "erp_video/gvr_congo_stereo_topbottom_1920x1080_10s.mp4"
 GATE_FAILED = 5  # `tasks label` exit code when the release gate fails: the labels are still written
+OVERRIDES: list[str] = []  # ``--set KEY=VALUE`` pairs passed to every ``tasks label`` run (ablations)
 
 
 # -- running the pipeline ------------------------------------------------------------------------
@@ -66,7 +67,8 @@ def label(clip: Path, out: Path, *extra: str) -> dict:
     """``tasks label`` into ``out``; the result JSON plus wall time. A failed quality gate still
     leaves labels to measure (exit 5); anything else is an error."""
     t = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "tasks", "label", str(clip), "--out", str(out), "--no-progress", *extra],
+    proc = subprocess.run([PY, "-m", "tasks", "label", str(clip), "--out", str(out), "--no-progress", *extra,
+                           *OVERRIDES],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode not in (0, GATE_FAILED):
@@ -361,7 +363,10 @@ def main() -> dict:
     ap.add_argument("--video-fps", type=float, default=10.0)
     ap.add_argument("--jobs", type=int, default=1, help="tasks label processes at once")
     ap.add_argument("--keep", type=Path, help="keep clips and labels in this folder")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="configuration override passed to every pipeline run (ablations)")
     a = ap.parse_args()
+    OVERRIDES.extend(x for kv in a.set for x in ("--set", kv))
     if not shared_data().is_dir():
         raise SystemExit(f"real data not found at {shared_data()} (set LEADER360V_SHARED_DATA)")
     modes = set(a.modes.split(","))
