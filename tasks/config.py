@@ -330,6 +330,15 @@ class SdrConfig(_Section):
     # resampled to 85 deg latitude; the photo-textured pieces of the handheld clips 19-55). Joining
     # flat ones cut bench_proposals sphere mean IoU elsewhere 0.976 -> 0.838 (at 14: 0.973).
     join_min_texture: float = Field(default=18.0, ge=0)
+    # A thing-sized entity given a stuff class by the verifier alone (no voter segment matches it
+    # whole) that looks unlike the vote-agreed entities of its class is no part of that expanse
+    # even where it touches it, and may be an island (tasks.labeling.fuse.unlike_their_class):
+    # mean colour further than detach_color (CIELAB, OpenCV units) and lightness std at least
+    # detach_texture_ratio times theirs (and join_min_texture). Handheld synthetic seed 0: a
+    # photo-textured kite lying on the grass was named "grass" (CIELAB 30 / 112 away, std 37 / 27
+    # against 16) and lost for the clip [issue 10]; 0 turns it off.
+    detach_color: float = Field(default=20.0, ge=0)
+    detach_texture_ratio: float = Field(default=2.0, ge=0)
 
 
 class FlowTuning(_Section):

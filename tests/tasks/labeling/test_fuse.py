@@ -158,3 +158,59 @@ def test_touching_nameless_pieces_of_one_small_object_are_one_object(cfg):
     two = annotate_frame(flat, cfg, build_backends(cfg))
     top, bottom = two.idmap[disc & (yy < 135)], two.idmap[disc & (yy > 145)]
     assert np.bincount(top).argmax() != np.bincount(bottom).argmax()
+
+
+def _meadow_with_a_textured_object_on_it() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blue sky over a green meadow; on the meadow, just under the horizon and touching it, a
+    grey-green object with a strong grain (what the CPU voters' grass segment covers, so the
+    verifier names it "grass"), and a darker flat patch of meadow."""
+    rng = np.random.default_rng(1)
+    frame = np.zeros((512, 1024, 3), np.uint8)
+    frame[:256] = (70, 130, 215)
+    frame[256:] = (80, 140, 50)
+    frame = np.clip(frame.astype(np.int16) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:512, 0:1024]
+    thing = (yy - 290) ** 2 + (xx - 500) ** 2 <= 40 ** 2
+    grain = cv2.GaussianBlur(rng.integers(-110, 111, (512, 1024)).astype(np.float32), (3, 3), 0)[..., None]
+    frame[thing] = np.clip(np.array((105, 125, 75)) + grain, 0, 255).astype(np.uint8)[thing]
+    patch = (yy - 330) ** 2 + (xx - 800) ** 2 <= 40 ** 2
+    frame[patch] = np.clip(np.array((45, 105, 30)) + rng.integers(-4, 5, (512, 1024, 3)), 0, 255).astype(np.uint8)[patch]
+    return frame, thing, patch
+
+
+def test_a_textured_object_named_like_the_stuff_it_touches_is_an_object(cfg):
+    # issue 10: handheld synthetic seed 0, a photo-textured kite lying on the grass at the horizon
+    # was named "grass" by the verifier (the grass segment covered it) and joined the grass
+    # object: lost for the whole clip, J&F 0.26 (10.6 points of the clip)
+    frame, thing, patch = _meadow_with_a_textured_object_on_it()
+    objs = annotate_frame(frame, cfg, build_backends(cfg))
+    ids, counts = np.unique(objs.idmap[thing], return_counts=True)
+    k = int(ids[np.argmax(counts)])
+    assert counts.max() >= 0.8 * thing.sum()
+    assert objs.objects[k]["isthing"] and objs.objects[k]["category"] == "unknown"
+    assert {p.get("island_of") for p in objs.objects[k]["provenance"]["parts"]} == {"grass"}
+    # the flat darker patch is meadow: it stays in the one grass object with the rest
+    grass = [o for o, v in objs.objects.items() if v["category"] == "grass"]
+    assert len(grass) == 1 and (objs.idmap[patch] == grass[0]).mean() > 0.9
+    assert (objs.idmap[400:, :200] == grass[0]).mean() > 0.99
+
+    off = cfg.model_copy(update={"sdr": cfg.sdr.model_copy(update={"detach_texture_ratio": 0.0})})
+    merged = annotate_frame(frame, off, build_backends(off))
+    grass_off = [o for o, v in merged.objects.items() if v["category"] == "grass"]
+    assert (merged.idmap[thing] == grass_off[0]).mean() > 0.9        # one "grass" object: the failure
+
+
+@pytest.mark.parametrize("name", ["360vot_samples/0115_000216.jpg", "360vot_samples/0098_000193.jpg",
+                                  "erp_images/pannellum_examplepano_4096x2048.jpg"])
+def test_real_stuff_pieces_stay_with_their_class(shared_data, cfg, name):
+    # the rule above takes no piece of real stuff away from its class: real stuff is textured like
+    # its pieces (0115: 17 small "grass" pieces named by the verifier, CIELAB 5-87 from the
+    # meadow, std 14-64 against its 38), the synthetic backdrops are not
+    from tasks.labeling.fuse import unlike_their_class
+    from tasks.labeling.proposals import propose_frame
+    from tasks.labeling.vote import label_entities
+
+    rgb = _image(shared_data, name)
+    props = propose_frame(rgb, cfg, build_backends(cfg))
+    labels, _ = label_entities(props, cfg, build_backends(cfg), frame=rgb)
+    assert unlike_their_class(props, labels, cfg) == set()
