@@ -528,6 +528,24 @@ class CheckTuning(_Section):
     # resampling shift its rim by a pixel [ours, issue 10].
     appear_area_factor: float = Field(default=3.0, gt=0)
     appear_margin_px_at_1024: float = Field(default=2.0, ge=0)
+    # How far an object found at a refresh may have moved on its own in one frame when its track
+    # is carried back over the held frames (refine.backfill_s) [ours, issue 10].
+    backfill_margin_px_at_1024: float = Field(default=4.0, ge=0)
+    # ... and it stops at the first frame where the object would be under backfill_min_share of
+    # its size on the frame after (it appears within a frame or two: synthetic handheld 0.3-0.4
+    # of the next frame's size on its first frame), so blank specks near where it will be are
+    # not taken for it.
+    backfill_min_share: float = Field(default=0.1, ge=0, le=1)
+    # Of the pixels a stuff region holds there, those OpenCV's GrabCut gives the object (its
+    # pixels there unlabeled: sure; the stuff's: probably; a crop widened by
+    # backfill_ring_px_at_1024 around it: background) go to it too, after backfill_grabcut_iters
+    # iterations on the crop scaled to backfill_grabcut_max_side px at most (a few ms). Carried
+    # back from the track's first mask against the true object, synthetic handheld, J per frame:
+    # blank pixels alone 0.81-0.97 (seeds 0, 2), 0 (seed 1 auto, seed 3: the background's label
+    # covered it); with GrabCut 0.83-0.98. 0 iterations: unlabeled pixels only.
+    backfill_grabcut_iters: int = Field(default=4, ge=0)
+    backfill_ring_px_at_1024: float = Field(default=12.0, gt=0)
+    backfill_grabcut_max_side: int = Field(default=160, ge=16)
 
 
 class PropagateTuning(_Section):
@@ -604,6 +622,17 @@ class RefineConfig(_Section):
     # unrelated trigger, 6 frames after it appeared. Size: propagate.tuning.checks.appear_*
     # [ours, issue 10].
     appear_trigger: bool = True
+    # An object a refresh finds (a new thing track) was mostly there for a few frames already:
+    # the propagator leaves what no label's motion explains unlabeled until a check proposes it
+    # (synthetic handheld seeds 0-2: the appearing object unlabeled 2-3 frames before its track,
+    # each frame a J&F of 0 for it; proposing it sooner catches it half-grown and the rest of
+    # its growth goes to the background). The id maps of the last backfill_s seconds are held
+    # back, and on them the new track takes the unlabeled pixels where its mask, moved back by
+    # the camera rotation and widened by propagate.tuning.checks.backfill_margin_px_at_1024, was,
+    # and those of the stuff's there that GrabCut gives it (checks.backfill_grabcut_*): labels
+    # are made offline. Handheld seeds 0-3, no extra SDR: prompts 0.9283 -> 0.9387, auto
+    # 0.8624 -> 0.8743. 0 writes every frame as soon as it is followed [ours, issue 10].
+    backfill_s: float = Field(default=0.4, ge=0)
     # Re-add every track the fresh SDR did not find again, from its current mask. False is the
     # method's code: such objects lose their track [M §1.3, §6 row 7].
     keep_unmatched_tracks: bool = True

@@ -7,6 +7,7 @@ import each other (issue 10, "The house").
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -117,6 +118,16 @@ class _Before:
     rgb: np.ndarray
 
 
+@dataclass
+class _Held:
+    """A followed frame not written yet (``refine.backfill_s``): its id map may still change."""
+
+    t: int
+    frame: np.ndarray
+    idmap: np.ndarray
+    rotation: np.ndarray | None    # the camera rotation from frame t-1 to t (None: not known)
+
+
 class TrackingPass:
     """Following the video once, with the auto-refine phase at its check frames [M §1.2(e), §1.3].
 
@@ -138,6 +149,10 @@ class TrackingPass:
     steps over every frame exactly once (``counter.steps``). A track the fresh SDR shows to be a
     piece of another object is marked ``merged_into`` (the ``refine`` stage then rewrites the
     earlier frames).
+
+    A thing track a refresh creates takes its pixels on the frames held back since
+    (``refine.backfill_s``, :meth:`_backfill`): the unlabeled pixels where its mask, moved back by
+    the camera rotation, was. The frames come out that much later, in order.
 
     Camera motion (issue 10 §2): every frame's rotation from the previous one is recorded
     (``camera``); the remembered positions of lost tracks move with it, so re-identification
@@ -191,6 +206,16 @@ class TrackingPass:
         self._blank_ref: np.ndarray | None = None
         self._since_check = np.eye(3)
         self._after_check(first)
+        # new tracks carried back over the frames held back (refine.backfill_s)
+        self.hold = int(round(rc.backfill_s * fps))
+        self._held: deque[_Held] = deque()
+        self._backfill_margin = int(round(ct.backfill_margin_px_at_1024 * width / 1024))
+        self._absent_px = max(1, config.min_area(width, config.propagate.min_area_px_at_2048))
+        self._backfill_share = ct.backfill_min_share
+        self._grabcut_iters = ct.backfill_grabcut_iters
+        self._grabcut_ring = max(2, int(round(ct.backfill_ring_px_at_1024 * width / 1024)))
+        self._grabcut_side = ct.backfill_grabcut_max_side
+        self._scene_from = 0                # the first frame of the current scene (a cut starts one)
 
     @property
     def steps_per_frame(self) -> float:
@@ -199,7 +224,8 @@ class TrackingPass:
         return round(self.counter.steps / (n - 1), 4) if n > 1 else 0.0
 
     def run(self, frames) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield ``(t, frame, idmap)``: the final id map of every frame, in order."""
+        """Yield ``(t, frame, idmap)``: the final id map of every frame, in order (each
+        ``refine.backfill_s`` after it was followed)."""
         prev_rgb = None
         for t, frame, idm, motion in follow(frames, 0, self.first, self.counter, self.prompts,
                                              chunk=self.config.propagate.sam2_chunk_frames, every=self.step,
@@ -215,15 +241,86 @@ class TrackingPass:
             elif t > 0 and self._after_gap(t, frame, motion):
                 idm = self._cut(t, frame)
             elif t > 0 and t % self.step == 0:
+                n_events = len(self.events)
                 idm = self._check(t, frame, idm, motion)
+                if len(self.events) > n_events:
+                    self._backfill(t, idm, motion, self.events[-1])
             if t == 0 or (motion is not None and motion.ok):
                 self._textured = frame     # the last frame known to carry texture (for _after_gap)
             if t % self.step == self.step - 1 or self.step == 1:
                 self._before = _Before(idm, frame)
-            self.coverage_pixel.append(round(coverage(idm, "pixel"), 5))
-            self.coverage_sphere.append(round(coverage(idm, "sphere"), 5))
             prev_rgb = frame
-            yield t, frame, idm
+            self._held.append(_Held(t, frame, idm, motion.rotation if motion is not None and motion.ok else None))
+            while len(self._held) > self.hold:
+                yield self._release()
+        while self._held:
+            yield self._release()
+
+    def _release(self) -> tuple[int, np.ndarray, np.ndarray]:
+        h = self._held.popleft()
+        self.coverage_pixel.append(round(coverage(h.idmap, "pixel"), 5))
+        self.coverage_sphere.append(round(coverage(h.idmap, "sphere"), 5))
+        return h.t, h.frame, h.idmap
+
+    def _backfill(self, t: int, idm: np.ndarray, motion, event: dict) -> None:
+        """Carry the thing tracks the refresh at ``t`` created back over the held frames.
+
+        On each held frame, newest first, the track takes the unlabeled pixels where its mask on
+        the next frame was, moved back by the camera rotation between the two and widened by
+        ``backfill_margin`` (the object's own motion), and of the pixels a stuff region holds
+        there those GrabCut (:func:`_grabcut`) gives the foreground: the flow propagator
+        leaves what no label's motion explains unlabeled, but a small object is first seen in
+        one or two frames under its size threshold and the background's label is then carried
+        over it as it grows (synthetic handheld seed 3 bird over the sky, seed 1 auto kite over
+        the grass: not one pixel unlabeled). Other things' pixels are never taken. It stops at
+        the first frame with fewer such pixels than a track needs to be present or than
+        ``backfill_min_share`` of its mask on the next frame. Records ``event["backfilled"]``
+        ``{track: frames}`` and moves the track's ``born`` back."""
+        new = [k for k in event.get("new", []) + event.get("created", [])
+               if k in self.tracks and self.tracks[k].isthing]
+        if not new or not self._held or event.get("mode") == "cut":
+            return
+        h, w = idm.shape
+        lon, lat = lonlat_axes(h, w)
+        top = max(max(self.tracks, default=0), max(int(held.idmap.max(initial=0)) for held in self._held))
+        isstuff = np.zeros(top + 1, bool)
+        for tid, tr in self.tracks.items():
+            isstuff[tid] = not tr.isthing
+        filled: dict[str, int] = {}
+        for k in new:
+            mask = idm == k
+            rot = motion.rotation if motion is not None and motion.ok else None
+            frames = 0
+            for held in reversed(self._held):
+                ys, xs = np.nonzero(mask)
+                if ys.size == 0 or held.t < self._scene_from:   # nothing is carried across a cut
+                    break
+                if rot is not None and not np.allclose(rot, np.eye(3), atol=1e-7):
+                    # content at v on the held frame is at rot @ v on the next: back is rot.T @ v
+                    plon, plat = vec_to_lonlat(lonlat_to_vec(lon[xs], lat[ys]) @ rot)
+                    xs = np.rint(x_of_lon(plon, w)).astype(np.intp) % w
+                    ys = np.clip(np.rint(y_of_lat(plat, h)).astype(np.intp), 0, h - 1)
+                back = np.zeros((h, w), np.uint8)
+                back[ys, xs] = 1
+                if self._backfill_margin > 0:
+                    back = _dilate_wrap(back, self._backfill_margin)
+                take = (back > 0) & (held.idmap == 0)
+                if self._grabcut_iters:
+                    under = (back > 0) & isstuff[held.idmap]
+                    if under.any():
+                        take |= under & _grabcut(held.frame, back > 0, take, under, self._grabcut_ring,
+                                                 self._grabcut_iters, self._grabcut_side)
+                if cv2.countNonZero(take.view(np.uint8)) < max(self._absent_px, self._backfill_share * ys.size):
+                    break
+                held.idmap = held.idmap.copy()   # the propagator or MCR may hold the array
+                held.idmap[take] = k
+                mask, rot = take, held.rotation
+                frames += 1
+                self.tracks[k].born = min(self.tracks[k].born, held.t)
+            if frames:
+                filled[str(k)] = frames
+        if filled:
+            event["backfilled"] = filled
 
     @property
     def coverage_series(self) -> list[float]:
@@ -269,6 +366,7 @@ class TrackingPass:
 
     def _cut(self, t: int, frame: np.ndarray) -> np.ndarray:
         """A new scene: fresh SDR, every object a new track, nothing carried across."""
+        self._scene_from = t
         fresh = self.annotate(frame)
         nxt = max(self.tracks, default=0) + 1
         lut = np.zeros(int(fresh.idmap.max(initial=0)) + 1, np.uint16)
@@ -403,6 +501,50 @@ class TrackingPass:
         if b is None or motion is None or not motion.ok or motion.angle_deg < 1e-3:
             return b
         return _Before(_rotate_once(b.idmap, motion.rotation, "nearest"), _rotate_once(b.rgb, motion.rotation, "linear"))
+
+
+def _grabcut(rgb: np.ndarray, region: np.ndarray, sure: np.ndarray, unsure: np.ndarray, ring: int,
+             iters: int, max_side: int) -> np.ndarray:
+    """The pixels of ``unsure`` (inside ``region``) that OpenCV's GrabCut gives the foreground:
+    ``sure`` pixels are foreground, ``unsure`` ones probably foreground, everything else in a
+    crop around ``region`` widened by ``ring`` background (its colours are what the object is
+    told apart from, so a multi-coloured object against a textured background is decided by
+    both colour mixtures, not by a mean colour). The crop is taken across the seam (its columns
+    wrap) and scaled down to ``max_side`` pixels at most, so the cost stays bounded whatever
+    the object's size (an 8-px-wide object near the pole spans hundreds of columns)."""
+    h, w = region.shape
+    rows = np.flatnonzero(region.any(axis=1))
+    occupied = _dilate_wrap(region.any(axis=0)[None].astype(np.uint8), ring)[0] > 0
+    occ = np.flatnonzero(occupied)
+    gaps = np.diff(np.concatenate([occ, occ[:1] + w]))    # to the next occupied column, circularly
+    j = int(np.argmax(gaps))
+    if gaps[j] <= 1:
+        cols = np.arange(w)
+    else:   # start after the widest run of empty columns: the crop wraps across the seam
+        cols = (int(occ[(j + 1) % occ.size]) + np.arange(w - int(gaps[j]) + 1)) % w
+    y0, y1 = max(0, int(rows[0]) - ring), min(h, int(rows[-1]) + ring + 1)
+    ix = np.ix_(np.arange(y0, y1), cols)
+    gm = np.full((y1 - y0, cols.size), cv2.GC_BGD, np.uint8)   # other things' pixels stay background
+    gm[unsure[ix]] = cv2.GC_PR_FGD
+    gm[sure[ix]] = cv2.GC_FGD
+    img = np.ascontiguousarray(rgb[ix])
+    scale = min(1.0, max_side / max(gm.shape))
+    small = gm
+    if scale < 1.0:
+        size = (max(1, int(round(gm.shape[1] * scale))), max(1, int(round(gm.shape[0] * scale))))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(gm, size, interpolation=cv2.INTER_NEAREST)
+    # each side's colour mixture (5 Gaussians) needs samples to be fitted
+    if np.count_nonzero(small == cv2.GC_BGD) < 20 or np.count_nonzero(small != cv2.GC_BGD) < 20:
+        return np.zeros((h, w), bool)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(img, small, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
+    fg = (small == cv2.GC_FGD) | (small == cv2.GC_PR_FGD)
+    if scale < 1.0:
+        fg = cv2.resize(fg.view(np.uint8), (gm.shape[1], gm.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    out = np.zeros((h, w), bool)
+    out[ix] = fg
+    return out & unsure
 
 
 def _dilate_wrap(mask: np.ndarray, r: int) -> np.ndarray:

@@ -107,6 +107,8 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
                "cuts": sum(e["mode"] == "cut" for e in events),
                # refreshes the appearance trigger asked for (each one SDR; refine.appear_trigger)
                "appear_refreshes": sum("appeared" in e.get("trigger", []) for e in events),
+               # held frames a new track was carried back over (refine.backfill_s)
+               "backfilled_frames": sum(sum(e.get("backfilled", {}).values()) for e in events),
                "camera_failed_frames": len(failed),
                "new_tracks": sum(len(e.get("new", [])) + len(e.get("created", [])) for e in events),
                "reidentified": sum(len(e.get("reidentified", [])) for e in events),

@@ -57,7 +57,7 @@ def run(inputs: StageInputs, config: PipelineConfig, store: ObjectStore, writer:
         outputs["camera"] = camera   # referenced, not copied (as qa references these id maps)
     keep = ("checks", "refreshes", "r0", "rho", "new_tracks", "reidentified", "mcr_regions", "mcr_ambiguous",
             "min_coverage", "cuts", "camera_failed_frames", "propagator_steps_per_frame",
-            "appear_refreshes")
+            "appear_refreshes", "backfilled_frames")
     return StageOutput(
         outputs=outputs,
         stats={"frames": n, **{k: pstats[k] for k in keep if k in pstats},

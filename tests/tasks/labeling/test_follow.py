@@ -3,6 +3,7 @@
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -206,14 +207,17 @@ def sdr_with_box(idm):
     return fo
 
 
-def test_an_object_appearing_in_front_of_labeled_background_is_proposed_at_the_next_check():
+@pytest.mark.parametrize("backfill", [0.0, 0.4])
+def test_an_object_appearing_in_front_of_labeled_background_is_proposed_at_the_next_check(backfill):
     """Keyframes off: the box leaves 0.25% of the frame unlabeled, far above the coverage rule's
     reach (rho = r0 - 0.6%); the appearance trigger re-annotates at the first check after it
-    appeared (frame 6 of the 15-fps grid 3, 6, 9), and once only."""
+    appeared (frame 6 of the 15-fps grid 3, 6, 9), and once only. With the frames held back
+    (refine.backfill_s), the new track also labels the box on frames 4 and 5, where it was
+    already there, unlabeled."""
     frames, truth, followed, motions = appearing(12, at=4)
     calls = []
     tracks = tracks3()
-    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0})
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0, "refine.backfill_s": backfill})
     tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks,
                       propagator=FakePropagator(followed, motions, still=True),
                       annotate=lambda rgb: calls.append(1) or sdr_with_box(truth[4]))
@@ -222,10 +226,69 @@ def test_an_object_appearing_in_front_of_labeled_background_is_proposed_at_the_n
     assert [(e["frame"], e["trigger"], e["mode"]) for e in tp.events] == [(6, ["appeared"], "re-sdr")]
     assert 60 <= tp.events[0]["appeared_area"] <= 80 and len(calls) == 1   # 80 px at 30 deg south: 66
     new = tp.events[0]["new"]
-    assert len(new) == 1 and tracks[new[0]].category == "kite" and tracks[new[0]].born == 6
-    for t in range(6, 12):
-        assert ((out[t] == new[0]) == (truth[t] == 4)).all()
-    assert tp.steps_per_frame == 1.0
+    since = 4 if backfill else 6
+    assert len(new) == 1 and tracks[new[0]].category == "kite" and tracks[new[0]].born == since
+    for t in range(12):
+        assert ((out[t] == new[0]) == ((truth[t] == 4) & (t >= since))).all()
+    assert tp.events[0].get("backfilled", {}) == ({str(new[0]): 2} if backfill else {})
+    assert tp.steps_per_frame == 1.0 and sorted(out) == list(range(12))
+
+
+@pytest.mark.parametrize("grabcut", [0, 4])
+def test_a_new_track_is_carried_back_where_the_camera_rotation_puts_it(grabcut):
+    """A 4 deg/frame pan (8.5 px a check): on the held frames the box is where the rotation carried
+    it from. Two rows of it the propagator gave the grass on frame 5: GrabCut gives them back
+    to the box (yellow against green), none of the grass around; without it they stay grass.
+    Frames before the box was there get nothing, even with blank pixels where it will be."""
+    frames, truth, followed, motions = appearing(10, at=4, rot_deg=4.0)
+    ys, xs = np.nonzero(truth[5] == 4)
+    followed[5][ys[:20], xs[:20]] = 2                    # two rows of the box followed as grass
+    for t in (2, 3):                                      # a stray blank speck where the box will be
+        followed[t][np.ix_(*(np.flatnonzero(np.any(truth[4] == 4, axis=a))[:2] for a in (1, 0)))] = 0
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0,
+                                           "propagate.tuning.checks.backfill_grabcut_iters": grabcut})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks, propagator=FakePropagator(followed, motions),
+                      annotate=lambda rgb: sdr_with_box(truth[6]))
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    (k,) = tp.events[0]["new"]
+    assert tracks[k].born == 4 and tp.events[0]["backfilled"] == {str(k): 2}
+    if grabcut:
+        for t in (4, 5):   # all of the box; outside it at most its rim (the frames are resampled)
+            box = truth[t] == 4
+            rim = cv2.dilate(box.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~box
+            assert (out[t][box] == k).all() and not (out[t][~box & ~rim] == k).any()
+            assert (out[t][rim] == k).sum() <= 0.15 * box.sum()
+    else:
+        assert ((out[5] == k) == ((truth[5] == 4) & (followed[5] == 0))).all()
+        assert (out[5][ys[:20], xs[:20]] == 2).all()
+        # frame 4 from what the track took on frame 5, widened by the margin (1 px at 256 px)
+        assert (out[4][truth[4] == 4] == k).mean() >= 0.85 and not (out[4][truth[4] != 4] == k).any()
+    assert not any((out[t] == k).any() for t in (0, 1, 2, 3))
+
+
+def test_a_new_track_is_not_carried_back_across_a_cut():
+    """A cut at frame 5 re-proposes the scene (the box there unlabeled: nothing named it); the
+    box the keyframe refresh of frame 6 finds is carried back to frame 5, the first of the new
+    scene, and no further: frame 4's blank pixels there belong to the old scene."""
+    frames, truth, followed, motions = appearing(9, at=4)
+    motions[5] = CameraMotion(np.eye(3), 0.02, 40, False, "cut")
+    calls = []
+
+    def annotate(rgb):
+        calls.append(1)
+        return sdr_of(np.where(truth[5] == 4, 0, truth[5]).astype(np.uint16)) if len(calls) == 1 \
+            else sdr_with_box(truth[6])
+
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.4})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks,
+                      propagator=FakePropagator(followed, motions, still=True), annotate=annotate)
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    assert [(e["frame"], e["mode"]) for e in tp.events] == [(5, "cut"), (6, "re-sdr")]
+    (k,) = tp.events[1]["new"]
+    box = truth[6] == 4
+    assert tracks[k].born == 5 and (out[5][box] == k).all() and (out[4][box] == 0).all()
 
 
 def test_a_hole_no_refresh_can_label_costs_one_refresh_also_under_a_pan():
@@ -270,7 +333,6 @@ def test_a_textured_object_appearing_on_a_real_panorama_is_found_at_the_next_che
     (20x16 px at 512 px, 0.24% of the frame) appears at frame 4. The propagator leaves it
     unlabeled (no label's motion explains it) but coverage stays above rho, so only the
     appearance trigger re-annotates, at frame 6; without it the patch stays unlabeled."""
-    import cv2
 
     from tasks.backends.flow import build_propagator
 
@@ -304,14 +366,16 @@ def test_a_textured_object_appearing_on_a_real_panorama_is_found_at_the_next_che
                       annotate=annotate)
     out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
     assert min(tp.coverage_series) > tp.rho
-    patch_now = truth[5] == 3
-    assert (out[5][patch_now] == 0).mean() > 0.5                 # the propagator left it unlabeled
     if not trigger:
-        assert tp.events == [] and (out[9][truth[9] == 3] == 0).mean() > 0.5
+        assert tp.events == []
+        for t in (5, 9):                                         # the propagator left it unlabeled
+            assert (out[t][truth[t] == 3] == 0).mean() > 0.5
         return
     assert [(e["frame"], e["trigger"]) for e in tp.events] == [(6, ["appeared"])] and calls == [6]
     new = tp.events[0]["new"]
-    assert len(new) == 1 and tracks[new[0]].category == "kite"
-    for t in (6, 9):
+    assert len(new) == 1 and tracks[new[0]].category == "kite" and tracks[new[0]].born == 4
+    # 4 and 5: carried back (refine.backfill_s) onto what the propagator left unlabeled (most of it;
+    # the rest it gave the grass around)
+    for t, least in ((4, 0.6), (5, 0.6), (6, 0.9), (9, 0.9)):
         obj = truth[t] == 3
-        assert (out[t][obj] == new[0]).mean() > 0.9
+        assert (out[t][obj] == new[0]).mean() > least and (out[t][~obj] == new[0]).sum() < 0.1 * obj.sum()
