@@ -339,6 +339,11 @@ class SdrConfig(_Section):
     # against 16) and lost for the clip [issue 10]; 0 turns it off.
     detach_color: float = Field(default=20.0, ge=0)
     detach_texture_ratio: float = Field(default=2.0, ge=0)
+    # The voters whose stuff classes are guesses from colour and latitude (tasks.backends.scene_prior):
+    # the island and detach rules above apply only when every voter of the frame is one of these.
+    # Learned panoptic voters name the things themselves, and there a lone real tree the vote
+    # called "tree" is a tree, not an "unknown" object [issue 10].
+    colour_voters: tuple[str, ...] = ("color_prior", "cluster_prior")
 
 
 class FlowTuning(_Section):
@@ -358,6 +363,19 @@ class FlowTuning(_Section):
     # label on every frame the object is out of sight (synthetic handheld seeds 0/2/3: 35-70 px on
     # 2/5/7 frames with no object there, each a J&F of 0) [issue 10].
     vanish: float = Field(default=0.1, ge=0, lt=1)
+    # ... unless its visible area grew by this share since the previous frame (or it was hidden):
+    # an object coming out again shows a growing sliver, and hiding it re-hid the object for
+    # frames (synthetic handheld seed 1, animal J&F 0.860 -> 0.830 with vanish alone) [issue 10].
+    vanish_growth: float = Field(default=0.2, ge=0)
+    # While an object touches another object (on at least contact_share of its outline ring), a view
+    # is full only at contact_full_view of its solid angle before the contact (held while hidden):
+    # the recent maximum fades 2%/frame and an object going behind another loses 2-7%/frame, so by
+    # full_view alone a partial view counted as full for 3-7 frames, refreshing its memory with less
+    # of it and giving it a false own motion from its occluder (synthetic handheld, propagator
+    # alone: seeds 2/3 0.1 px/frame objects coasted at 3.2/0.9 px/frame, back 30-40 px off after
+    # 20 hidden frames) [issue 10]. 0 disables.
+    contact_full_view: float = Field(default=0.95, ge=0, le=1)
+    contact_share: float = Field(default=0.02, gt=0, le=1)
     # Share of a wholly hidden object's predicted view whose colours must match again for it to be back
     # (half of it for a partly visible one).
     reacquire: float = Field(default=0.5, gt=0, le=1)
@@ -447,6 +465,10 @@ class FlowTuning(_Section):
     # ... of at most this many corners per object, taken this far (px at 1024, scaled) inside its outline,
     track_max_points: int = Field(default=200, ge=1)
     track_erode_px_at_1024: float = Field(default=3.0, ge=0)
+    # ... and, for an object touching another (contact_share), no nearer than this (px) to the other
+    # object: an LK window (track_window_px = 21) holding the object in front follows it (synthetic
+    # handheld seed 2: 3.2 px/frame of false own motion; issue 10). 0 disables.
+    track_contact_px: int = Field(default=10, ge=0)
     # ... only in textured objects: mean 5x5 grey-level deviation inside over this (flat synthetic
     # objects 1.2-3.2, photo-textured 7.5-42; FlowPropagator._track_objects).
     track_texture_std: float = Field(default=5.0, ge=0)
@@ -474,6 +496,19 @@ class RelinkTuning(_Section):
 
     # A matched thing this close (IoU) to its fresh mask keeps its own, temporally consistent mask.
     keep_iou: float = Field(default=0.7, gt=0, le=1)
+    # ... plus, unless prompted, its fresh mask's pixels where no thing was before the refresh
+    # (stuff or unlabeled): the propagator never grows a mask, so an object coming into view or
+    # eroded stayed at its track's size (synthetic handheld seed 2, auto: the clock kept 2902 px,
+    # its fresh mask had 357 px more of it on the sky) [issue 10]. Each piece of that is kept when
+    # its colour is nearer the object's around it than the backdrop's (fresh masks bleed: seed 1,
+    # 718 px of sky around the bird at the pole). False: its own mask only.
+    keep_grows: bool = True
+    # A new thing on the backdrop (part_of of it where no object was) bordering, on part_touch of
+    # its outline, the fresh mask of a track found mid-video that no refresh has seen yet is the
+    # rest of that arriving object, not a new one: the segmentor cut a multi-coloured object where
+    # its colours change (synthetic handheld seed 2: the clock's light lower third became a second
+    # track, the clock's kept 3/4 of it, J&F 0.71) [issue 10]. False: a new track, as before.
+    join_arriving: bool = True
     # Share of a new mask inside one track that makes it a piece of that track.
     part_of: float = Field(default=0.7, gt=0, le=1)
     # ... or this share, when the piece is smaller than the track and looks like it or borders it.
