@@ -267,6 +267,32 @@ def test_a_new_track_is_carried_back_where_the_camera_rotation_puts_it(grabcut):
     assert not any((out[t] == k).any() for t in (0, 1, 2, 3))
 
 
+def test_a_new_track_the_background_covered_is_carried_back_by_colour_across_the_seam():
+    """A yellow box straddling the seam appears at frame 4 and the propagator carries the grass
+    over it (not one pixel unlabeled, as for a small object first seen under the flow's size
+    threshold): on the held frames 4 and 5 the track takes it by colour (GrabCut on a crop that
+    wraps across the seam), both halves, and none of the grass or sky around."""
+    frames0, maps0 = scene(1)
+    box = (slice(84, 94), np.r_[W - 6:W, 0:6])
+    frames, truth, followed = [], [], []
+    for t in range(9):
+        rgb, idm = frames0[0].copy(), maps0[0].copy()
+        followed.append(idm.copy())
+        if t >= 4:
+            rgb[box], idm[box] = (240, 220, 20), 4
+        frames.append(rgb)
+        truth.append(idm)
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.4})
+    tracks = tracks3()
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks, propagator=FakePropagator(followed, still=True),
+                      annotate=lambda rgb: sdr_with_box(truth[6]))
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    (k,) = tp.events[0]["new"]
+    assert tp.events[0]["frame"] == 6 and tracks[k].born == 4 and tp.events[0]["backfilled"] == {str(k): 2}
+    for t in range(9):
+        assert ((out[t] == k) == ((truth[t] == 4) & (t >= 4))).all()
+
+
 def test_a_new_track_is_not_carried_back_across_a_cut():
     """A cut at frame 5 re-proposes the scene (the box there unlabeled: nothing named it); the
     box the keyframe refresh of frame 6 finds is carried back to frame 5, the first of the new
