@@ -97,11 +97,14 @@ def stuff_islands(props: FrameProposals, labels: dict[int, EntityLabel], joins: 
     into another; pieces of them held by that object across the seam were the two remaining seam
     splits (issue 10). Real frames: the stuff of 360VOT 0115 / 0098 / 0030, pannellum, andes and
     congo is in groups over 2% of the sphere except single trees against the sky (0115, 0.06-0.4%)
-    and a 0.2% "water" patch in 0030's sky, which become objects too.
+    and a 0.2% "water" patch in 0030's sky, which become objects too. Only with voters that
+    name stuff by colour (:func:`colour_named`): a learned panoptic voter's lone "tree" is a tree.
     """
     cfg = config or PipelineConfig()
     limit = cfg.sdr.island_max_fraction
     vocab = vocab or master()
+    if not colour_named(props, cfg):
+        return {}
     kind = np.zeros(int(props.entity.max()) + 1, np.int64)
     classes: dict[str, int] = {}
     detached = unlike_their_class(props, labels, cfg, vocab)
@@ -126,6 +129,13 @@ def stuff_islands(props: FrameProposals, labels: dict[int, EntityLabel], joins: 
     return groups
 
 
+def colour_named(props: FrameProposals, config: PipelineConfig) -> bool:
+    """Whether every voter of ``props`` names stuff from colour and latitude only
+    (``sdr.colour_voters``): then a stuff class says nothing about whether a region is a thing,
+    and :func:`stuff_islands` / :func:`unlike_their_class` apply."""
+    return bool(props.voters) and set(props.voters) <= set(config.sdr.colour_voters)
+
+
 def unlike_their_class(props: FrameProposals, labels: dict[int, EntityLabel], config: PipelineConfig | None = None,
                        vocab: Vocabulary | None = None) -> set[int]:
     """Stuff-labelled entities that are not a piece of their class's expanse although they touch it.
@@ -140,9 +150,10 @@ def unlike_their_class(props: FrameProposals, labels: dict[int, EntityLabel], co
     30 and 112 from the grass, std 37 and 27 against its 16); it joined the grass object and
     was lost for the whole clip (J&F 0.26, 10.6 points of the clip) [issue 10].
     """
-    sc = (config or PipelineConfig()).sdr
+    cfg = config or PipelineConfig()
+    sc = cfg.sdr
     vocab = vocab or master()
-    if sc.detach_texture_ratio <= 0 or not props.entity_colors:
+    if sc.detach_texture_ratio <= 0 or not props.entity_colors or not colour_named(props, cfg):
         return set()
     n = int(props.entity.max()) + 1
     sph = _sphere_shares(props.entity, n)
