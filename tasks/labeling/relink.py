@@ -316,8 +316,7 @@ def relink(
             for pred in (hidden or {}).values():
                 if pred.shape == open_.shape:
                     open_ &= ~pred
-            for t in grows:
-                cleared &= ~_grown(out == t, current == t, open_, lab)
+            cleared &= ~_grown(out, current, grows, open_, lab)
         out[cleared] = 0
     # re-add every current track that was not re-detected (and the confirmed ones) from its mask
     unmatched = present - set(assigned.values()) - set(merged) if keep_unmatched else set()
@@ -359,8 +358,9 @@ def relink(
     return out, event
 
 
-def _grown(fresh: np.ndarray, own: np.ndarray, backdrop: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """What a matched thing's ``fresh`` mask adds to its ``own`` (current) mask on the
+def _grown(out: np.ndarray, current: np.ndarray, grows: list[int], backdrop: np.ndarray,
+           lab: np.ndarray) -> np.ndarray:
+    """What the fresh masks (``out``) of matched things ``grows`` add to their current masks on the
     ``backdrop`` (pixels no thing held: stuff or unlabeled) that is the object: each connected
     piece of it whose mean colour is nearer the object's pixels around it than the backdrop's
     pixels around it (outside the fresh mask).
@@ -371,24 +371,29 @@ def _grown(fresh: np.ndarray, own: np.ndarray, backdrop: np.ndarray, lab: np.nda
     mask had 357 px more of it on the sky; seed 3, auto: the ball at the pole kept 8616 px, the
     fresh mask had 2146 more of it on the grass). The colour test stops the fresh mask's bleed
     (seed 1, auto: 718 px of sky around the bird at the pole, nearer the sky's colour) [issue 10].
+    All tracks in one pass over the frame (one labelling of the pieces), each piece judged in a
+    window around it: 24 ms a track at 1024 px done one by one.
     """
-    extra = fresh & ~own & backdrop
+    lut = np.zeros(int(max(out.max(initial=0), max(grows))) + 1, bool)
+    lut[grows] = True
+    extra = lut[out] & (out != current) & backdrop
     keep = np.zeros(extra.shape, bool)
     if not extra.any():
         return keep
-    comp, n = wrap_components(extra, raster_order=False)
+    comp, _ = wrap_components(extra, raster_order=False)
     ys, xs = np.nonzero(extra)
-    order = np.argsort(comp[ys, xs], kind="stable")
-    ys, xs = ys[order], xs[order]
-    bounds = np.searchsorted(comp[ys, xs], np.arange(1, n + 2))
-    for k in range(n):
-        py, px = ys[bounds[k]:bounds[k + 1]], xs[bounds[k]:bounds[k + 1]]
+    key = comp[ys, xs].astype(np.int64) * lut.size + out[ys, xs]      # a piece of one track
+    order = np.argsort(key, kind="stable")
+    ys, xs, key = ys[order], xs[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    for a, b in zip(starts.tolist(), np.r_[starts[1:], key.size].tolist()):
+        py, px, t = ys[a:b], xs[a:b], int(key[a] % lut.size)
         win = _window(py, px, extra.shape, max(5, int(0.25 * np.sqrt(py.size))))
         piece = np.zeros(win.shape, bool)
         piece[py - win.y0, (px - win.x0) % extra.shape[1]] = True
         ring = _dilate(piece, win.r) & ~piece
-        near_own = ring & win.take(own)
-        near_back = ring & win.take(backdrop) & ~win.take(fresh)
+        near_own = ring & (win.take(current) == t)
+        near_back = ring & win.take(backdrop) & (win.take(out) != t)
         if not near_own.any():
             continue      # off the object, touching only its fresh mask: no evidence it is the object
         labw = win.take(lab)
