@@ -581,6 +581,13 @@ class CheckTuning(_Section):
     backfill_grabcut_iters: int = Field(default=4, ge=0)
     backfill_ring_px_at_1024: float = Field(default=12.0, gt=0)
     backfill_grabcut_max_side: int = Field(default=160, ge=16)
+    # Only an object that appeared within the held frames is carried back: on the oldest one at
+    # least backfill_change_share of its pixels (moved back by the camera rotations since) had a
+    # colour more than backfill_change_lab (CIELAB) away; a piece of a still scene a refresh names
+    # afresh looks the same (real andes, vehicle path: two pieces of the prompted wall carried
+    # back over it, wall J 0.959 -> 0.947, under the 0.95 floor). 0 carries every new track back.
+    backfill_change_lab: float = Field(default=20.0, ge=0)
+    backfill_change_share: float = Field(default=0.5, ge=0, le=1)
 
 
 class PropagateTuning(_Section):

@@ -212,6 +212,8 @@ class TrackingPass:
         self._backfill_margin = int(round(ct.backfill_margin_px_at_1024 * width / 1024))
         self._absent_px = max(1, config.min_area(width, config.propagate.min_area_px_at_2048))
         self._backfill_share = ct.backfill_min_share
+        self._backfill_change = ct.backfill_change_lab
+        self._backfill_change_share = ct.backfill_change_share
         self._grabcut_iters = ct.backfill_grabcut_iters
         self._grabcut_ring = max(2, int(round(ct.backfill_ring_px_at_1024 * width / 1024)))
         self._grabcut_side = ct.backfill_grabcut_max_side
@@ -244,7 +246,7 @@ class TrackingPass:
                 n_events = len(self.events)
                 idm = self._check(t, frame, idm, motion)
                 if len(self.events) > n_events:
-                    self._backfill(t, idm, motion, self.events[-1])
+                    self._backfill(t, frame, idm, motion, self.events[-1])
             if t == 0 or (motion is not None and motion.ok):
                 self._textured = frame     # the last frame known to carry texture (for _after_gap)
             if t % self.step == self.step - 1 or self.step == 1:
@@ -256,13 +258,34 @@ class TrackingPass:
         while self._held:
             yield self._release()
 
+    def _appeared_since(self, mask: np.ndarray, lab: np.ndarray, rot: np.ndarray | None) -> bool:
+        """Whether the object under ``mask`` was not there on the oldest held frame: at least
+        ``backfill_change_share`` of its pixels, moved back there by the camera rotations since,
+        show a colour more than ``backfill_change_lab`` (CIELAB) away. A piece of a still scene
+        looks the same through a turning camera; an object that appeared does not."""
+        h, w = mask.shape
+        R = np.eye(3) if rot is None else np.asarray(rot, np.float64)
+        for held in list(self._held)[:0:-1]:          # newest to the second oldest
+            if held.rotation is not None:
+                R = R @ held.rotation                 # oldest -> t, composed
+        ys, xs = np.nonzero(mask)
+        sy, sx = ys, xs
+        if not np.allclose(R, np.eye(3), atol=1e-7):
+            lon, lat = lonlat_axes(h, w)
+            plon, plat = vec_to_lonlat(lonlat_to_vec(lon[xs], lat[ys]) @ R)
+            sx = np.rint(x_of_lon(plon, w)).astype(np.intp) % w
+            sy = np.clip(np.rint(y_of_lat(plat, h)).astype(np.intp), 0, h - 1)
+        old = to_lab(self._held[0].frame)[sy, sx].astype(np.float32)
+        diff = np.linalg.norm(lab[ys, xs].astype(np.float32) - old, axis=1)
+        return float(np.mean(diff > self._backfill_change)) >= self._backfill_change_share
+
     def _release(self) -> tuple[int, np.ndarray, np.ndarray]:
         h = self._held.popleft()
         self.coverage_pixel.append(round(coverage(h.idmap, "pixel"), 5))
         self.coverage_sphere.append(round(coverage(h.idmap, "sphere"), 5))
         return h.t, h.frame, h.idmap
 
-    def _backfill(self, t: int, idm: np.ndarray, motion, event: dict) -> None:
+    def _backfill(self, t: int, frame: np.ndarray, idm: np.ndarray, motion, event: dict) -> None:
         """Carry the thing tracks the refresh at ``t`` created back over the held frames.
 
         On each held frame, newest first, the track takes the unlabeled pixels where its mask on
@@ -274,8 +297,13 @@ class TrackingPass:
         over it as it grows (synthetic handheld seed 3 bird over the sky, seed 1 auto kite over
         the grass: not one pixel unlabeled). Other things' pixels are never taken. It stops at
         the first frame with fewer such pixels than a track needs to be present or than
-        ``backfill_min_share`` of its mask on the next frame. Records ``event["backfilled"]``
-        ``{track: frames}`` and moves the track's ``born`` back."""
+        ``backfill_min_share`` of its mask on the next frame.
+
+        Only a track that appeared within the held frames is carried back (:meth:`_appeared_since`):
+        a refresh also names pieces of a still scene the propagator followed as part of the
+        background all along (real re-shot andes panorama, vehicle path: two 'unknown' pieces
+        of the prompted wall at the keyframe, carried back over it: wall J 0.959 -> 0.947).
+        Records ``event["backfilled"]`` ``{track: frames}`` and moves the track's ``born`` back."""
         new = [k for k in event.get("new", []) + event.get("created", [])
                if k in self.tracks and self.tracks[k].isthing]
         if not new or not self._held or event.get("mode") == "cut":
@@ -287,9 +315,12 @@ class TrackingPass:
         for tid, tr in self.tracks.items():
             isstuff[tid] = not tr.isthing
         filled: dict[str, int] = {}
+        lab = to_lab(frame) if self._backfill_change > 0 else None
         for k in new:
             mask = idm == k
             rot = motion.rotation if motion is not None and motion.ok else None
+            if lab is not None and not self._appeared_since(mask, lab, rot):
+                continue
             frames = 0
             for held in reversed(self._held):
                 ys, xs = np.nonzero(mask)

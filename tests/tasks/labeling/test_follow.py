@@ -293,6 +293,23 @@ def test_a_new_track_the_background_covered_is_carried_back_by_colour_across_the
         assert ((out[t] == k) == ((truth[t] == 4) & (t >= 4))).all()
 
 
+def test_a_piece_of_the_still_scene_a_refresh_names_afresh_is_not_carried_back():
+    """A yellow patch in the grass, there from frame 0 and followed as grass, that the keyframe
+    refresh of frame 6 names as an object (a still scene through a turning camera, 4 deg/frame):
+    it did not appear, so the held frames keep what the propagator followed."""
+    frames, truth, _, motions = appearing(9, at=0, rot_deg=4.0)
+    followed = [np.where(m == 4, 2, m).astype(np.uint16) for m in truth]
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.4})
+    tp = TrackingPass(cfg, fps=15.0, first=followed[0], tracks=tracks,
+                      propagator=FakePropagator(followed, motions, still=True),
+                      annotate=lambda rgb: sdr_with_box(truth[6]))
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    (k,) = tp.events[0]["new"]
+    assert tp.events[0]["frame"] == 6 and "backfilled" not in tp.events[0] and tracks[k].born == 6
+    assert all((out[t] == followed[t]).all() for t in range(6)) and ((out[6] == k) == (truth[6] == 4)).all()
+
+
 def test_a_new_track_is_not_carried_back_across_a_cut():
     """A cut at frame 5 re-proposes the scene (the box there unlabeled: nothing named it); the
     box the keyframe refresh of frame 6 finds is carried back to frame 5, the first of the new
