@@ -363,7 +363,8 @@ class FlowTuning(_Section):
     # label on every frame the object is out of sight (synthetic handheld seeds 0/2/3: 35-70 px on
     # 2/5/7 frames with no object there, each a J&F of 0) [issue 10].
     vanish: float = Field(default=0.1, ge=0, lt=1)
-    # ... unless its visible area grew by this share since the previous frame (or it was hidden):
+    # ... unless its visible area grew by this share since the previous frame (or, hidden, it was
+    # found back on at least `reacquire` of its view):
     # an object coming out again shows a growing sliver, and hiding it re-hid the object for
     # frames (synthetic handheld seed 1, animal J&F 0.860 -> 0.830 with vanish alone) [issue 10].
     vanish_growth: float = Field(default=0.2, ge=0)
@@ -388,6 +389,11 @@ class FlowTuning(_Section):
     # Synthetic handheld seeds 0-3, propagator alone: the occluded object, out again on 2-30% of its
     # view, was lost for up to 8 frames waiting for `reacquire` (issue 10).
     reacquire_contrast: float = Field(default=4.0, ge=0)
+    # The place it is back at is the best share matching weighted by a Gaussian of its distance from
+    # the prediction, sigma this share of the search reach (0: the best share anywhere). The reach
+    # grows with the frames out of full view (to ~50 px) and the best of ~50 places was a sliver of
+    # matching colours 25 px off: the object came back there (synthetic handheld seed 3) [issue 10].
+    reacquire_prior: float = Field(default=0.5, ge=0)
     # CIELAB distance under which a pixel matches the remembered colour at that point.
     color_match: float = Field(default=18.0, gt=0)
     # Points kept of an object's full view (subsampled: enough to re-find it, bounded memory).

@@ -488,3 +488,38 @@ def test_an_object_coming_out_from_behind_another_is_followed_again(shared_data)
     quarter = after[gt_a[after] >= 0.25 * gt_a.max()]
     assert np.mean(js) >= 0.6, np.round(js, 2)
     assert (js[quarter[0]:quarter[0] + 5] > 0.3).any() and js[quarter[0] + 5:].mean() > 0.6, np.round(js, 2)
+
+
+def test_an_object_going_behind_another_is_not_given_the_occluders_motion(shared_data):
+    """Issue 10: an object going behind another loses 2-7% of its view a frame; by the fading
+    recent maximum alone its partial views counted as full for frames, its feature tracks and
+    closed-loop centroid (pulled by the occluder) gave it an own motion it does not have, and it
+    coasted away while hidden. While it touches another object a view is full only at
+    propagate.tuning.flow.contact_full_view of its solid angle before the contact. Photo-textured
+    handheld clip (the benchmark's seed 1, frames as rendered), propagator alone: once a quarter of
+    the animal is out again its mean spherical J was 0.85 before the rule (a862509^), 0.98 with it."""
+    from tasks.config import FlowTuning
+    from tasks.synth.look import load_photos
+
+    photos = load_photos(sorted((shared_data / "erp_images").glob("*.jpg"))
+                         + sorted((shared_data / "360vot_samples").glob("*.jpg")))
+    sc = build_scene(seconds=4.0, fps=15, width=1024, seed=1, camera="handheld", photos=photos)
+    k = sc.roles["occluded"][0]
+    frames = list(render_frames(sc))
+
+    def back_j(tuning):
+        p = FlowPropagator(512, tuning=tuning)     # the pipeline's working width
+        p.reset(*frames[0])
+        js, gt_a = [], []
+        for rgb, gt in frames[1:]:
+            out = p.step(rgb)
+            js.append(spherical_iou(out == k, gt == k) if (gt == k).any() or (out == k).any() else 1.0)
+            gt_a.append(int((gt == k).sum()))
+        gt_a, js = np.array(gt_a), np.array(js)
+        hidden = np.flatnonzero(gt_a == 0)
+        assert hidden.size, "the clip must hide the object"
+        assert (js[hidden] == 1.0).all(), "no pixel of it while it is wholly hidden"
+        after = np.arange(hidden[-1] + 1, len(gt_a))
+        return float(js[after[gt_a[after] >= 0.25 * gt_a.max()][0]:].mean())
+
+    assert back_j(FlowTuning()) > 0.93
