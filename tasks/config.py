@@ -515,6 +515,11 @@ class RelinkTuning(_Section):
     # its colours change (synthetic handheld seed 2: the clock's light lower third became a second
     # track, the clock's kept 3/4 of it, J&F 0.71) [issue 10]. False: a new track, as before.
     join_arriving: bool = True
+    # A track found mid-video is arriving until this many refreshes have seen it: with refreshes
+    # 3 frames apart (area-drop, appearance) the clock found at frame 21 was seen at 24 and its
+    # light third cut off at 30 (synthetic handheld seed 2, JF sphere prompts/auto 0.934/0.910 at
+    # 1, 0.951/0.927 at 2) [issue 10].
+    arriving_refreshes: int = Field(default=2, ge=1)
     # Share of a new mask inside one track that makes it a piece of that track.
     part_of: float = Field(default=0.7, gt=0, le=1)
     # ... or this share, when the piece is smaller than the track and looks like it or borders it.

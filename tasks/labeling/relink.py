@@ -74,9 +74,9 @@ class RelinkState:
 
     lost: dict[int, LostTrack] = field(default_factory=dict)
     last_seen: dict[int, LostTrack] = field(default_factory=dict)
-    # tracks a refresh has already seen (in the id map it re-linked): the others found mid-video
-    # are still arriving (:func:`relink`, ``join_arriving``)
-    refreshed: set[int] = field(default_factory=set)
+    # how many refreshes have seen each track (in the id map they re-linked): one found mid-video
+    # is still arriving until relink.arriving_refreshes have (:func:`relink`, ``join_arriving``)
+    refreshed: dict[int, int] = field(default_factory=dict)
 
 
 def _look(mask: np.ndarray, lab: np.ndarray, frame: int) -> LostTrack | None:
@@ -194,10 +194,10 @@ def relink(
     for tid, tr in tracks.items():
         isstuff[tid] = not tr.isthing
     present = set(np.unique(current).tolist()) - {0}
-    # things found mid-video that no refresh has seen yet: objects still coming into view
+    # things found mid-video that few refreshes have seen yet: objects still coming into view
     arriving = set() if state is None or not tn.join_arriving else {
         t for t in present if t in tracks and tracks[t].isthing and tracks[t].active
-        and tracks[t].origin != "prompt" and tracks[t].born > 0 and t not in state.refreshed}
+        and tracks[t].origin != "prompt" and tracks[t].born > 0 and state.refreshed.get(t, 0) < tn.arriving_refreshes}
     joined: set[int] = set()    # new objects given to an arriving track as the rest of it
     event = {"frame": frame, "matched": 0, "stuff_merged": 0, "parts": 0, "reidentified": [], "new": [],
              "kept": [], "relabeled": []}
@@ -288,7 +288,8 @@ def relink(
         lut[n] = t
     out = lut[new.idmap]
     if state is not None:
-        state.refreshed |= present
+        for t in present:
+            state.refreshed[t] = state.refreshed.get(t, 0) + 1
     isstuff = np.zeros(int(max(tracks, default=0)) + 1, bool)   # again: with the new tracks
     for tid, tr in tracks.items():
         isstuff[tid] = not tr.isthing
@@ -447,7 +448,7 @@ def _rest_of_arriving(idmap: np.ndarray, n: int, obj: dict, assigned: dict[int, 
     """The arriving track a new thing ``n`` is the rest of, if any: ``n`` lies on the backdrop
     (``part_of`` of it where no thing was: stuff or unlabeled) and borders, on ``part_touch`` of
     its outline, the fresh pieces already given to one arriving track (a thing found mid-video
-    that no refresh has seen since), whose class agrees.
+    that fewer than ``arriving_refreshes`` refreshes have seen), whose class agrees.
 
     The segmentor cut a multi-coloured object in two where its colours change, and only one
     piece overlaps the track (synthetic handheld seed 2: the clock's light lower third, 1081 px

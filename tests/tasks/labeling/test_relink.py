@@ -65,7 +65,7 @@ def test_a_new_thing_beside_an_object_that_is_not_arriving_is_a_new_track(why):
     tracks = _tracks(born=0 if why == "from_frame_0" else 24, origin="prompt" if why == "prompted" else "refine")
     state = RelinkState()
     if why == "refreshed":
-        state.refreshed.add(5)
+        state.refreshed[5] = 2
     if why == "other_class":
         tracks[5].category = "clock"
         fo.objects[10]["category"] = "person"
@@ -75,14 +75,16 @@ def test_a_new_thing_beside_an_object_that_is_not_arriving_is_a_new_track(why):
     assert (out[18:24, 40:52] != 5).all() and (out[18:24, 40:52] > 0).all()
 
 
-def test_the_first_refresh_remembers_the_tracks_it_saw():
-    """Only the first refresh after an object is found joins pieces to it: the next one sees it
-    as any other object."""
+def test_refreshes_count_the_tracks_they_saw():
+    """Only the first relink.arriving_refreshes refreshes after an object is found join pieces to
+    it: later ones see it as any other object."""
     cur, fo, lab = _clock()
     state = RelinkState()
-    relink(cur, fo, _tracks(), frame=30, reid_iou=0.3, lab=lab, state=state, min_new_area=4)
-    assert 5 in state.refreshed
-    out, ev = relink(cur, fo, _tracks(), frame=60, reid_iou=0.3, lab=lab, state=state, min_new_area=4)
+    for frame in (24, 27):
+        _, ev = relink(cur, fo, _tracks(), frame=frame, reid_iou=0.3, lab=lab, state=state, min_new_area=4)
+        assert ev["joined"] == [5]
+    assert state.refreshed[5] == 2
+    out, ev = relink(cur, fo, _tracks(), frame=30, reid_iou=0.3, lab=lab, state=state, min_new_area=4)
     assert "joined" not in ev and (out[18:24, 40:52] != 5).all()
 
 
