@@ -261,16 +261,19 @@ def test_a_prompted_stuff_region_keeps_its_pieces_but_not_an_object_arriving_in_
     assert (out[:32][truth[:32] == 1] == 1).all()
 
 
-def test_an_object_appearing_on_the_horizon_of_two_prompted_stuff_regions_keeps_all_of_it():
+def test_an_object_appearing_on_the_horizon_keeps_what_it_has_on_blank_pixels_and_the_region_it_is_in_front_of():
     """Issue 10: an object arriving on the sky/grass horizon lies partly on each prompted region and
     partly on pixels the propagator left blank, under ``part_of`` inside either region: each took
     its part back at every refresh and the track kept 40-75% of it (synthetic handheld seed 1 kite:
-    J&F 0.55). What counts is its share on the backdrop (stuff or unlabeled, no other thing)."""
+    296 px on the sky, 1857 on the grass, the rest of its ~3500 px blank; J&F 0.55). The blank
+    pixels count with the region it is in front of, so the grass gives it up; the sky, which holds
+    too little of it, keeps its rows (another prompted region does not count: on the still andes
+    panorama that cut a nameless piece out of the prompted wall)."""
     h, w = 64, 128
     cur = np.zeros((h, w), np.uint16)
     cur[:32] = 1                     # prompted sky
     cur[32:] = 2                     # prompted grass
-    cur[26:32, 60:68] = 0            # left blank by the propagator where the kite came in
+    cur[26:32, 56:72] = 0            # left blank by the propagator where the kite came in
     cur[40:50, 100:110] = 3          # a prompted ball, elsewhere
     tracks = {1: Track("sky", False, origin="prompt"), 2: Track("grass", False, origin="prompt"),
               3: Track("ball", True, origin="prompt")}
@@ -278,14 +281,15 @@ def test_an_object_appearing_on_the_horizon_of_two_prompted_stuff_regions_keeps_
     new[:32] = 7
     new[32:] = 8
     new[40:50, 100:110] = 5
-    new[24:40, 56:72] = 9            # the kite: 16x16, 8 rows on the sky, 8 on the grass
+    new[24:40, 56:72] = 9            # the kite: 16x16, 2 rows on the sky, 6 blank, 8 on the grass
     fo = objects(new, {7: ("sky", False), 8: ("grass", False), 5: ("unknown", True), 9: ("unknown", True)})
     truth = cur.copy()
     truth[24:40, 56:72] = 9
     lab = _lab_of(truth, {1: (70, 0, -40), 2: (40, -30, 30), 0: (70, 0, -40), 3: (50, 0, 0), 9: (50, 60, 40)})
     out, ev = relink(cur, fo, tracks, frame=24, reid_iou=0.3, lab=lab, min_new_area=4)
     kite = [t for t in ev["new"] if tracks[t].isthing and (out == t).any()]
-    assert len(kite) == 1 and (out[24:40, 56:72] == kite[0]).all()        # all of it, on both regions
+    assert len(kite) == 1 and (out[26:40, 56:72] == kite[0]).all()        # the blank and grass rows
+    assert (out[24:26, 56:72] == 1).all()                                 # the sky keeps its own
     assert (out[40:50, 100:110] == 3).all()
     outside = np.ones((h, w), bool)
     outside[24:40, 56:72] = False
