@@ -51,6 +51,8 @@ Stage code: `tasks/stages/`; task wiring: `plugins/leader360v_airflow/stage_task
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import (
     Asset,
@@ -216,8 +218,10 @@ def leader360v_nightly():
     # the form's comment field goes in partial(): a mapped task is built from the mapped operator's
     # params, so a default set in the operator's __init__ would never reach the reviewer's form
     gate = ReviewGateOperator.partial(
-        task_id="review_gate", retries=0, response_timeout=None, map_index_template="{{ task.subject }}",
-        params=comment_form(),
+        # one quick retry: it completes from the recorded answer when the scheduler failed the
+        # resumed gate on a stale event (review_gate.py; apache/airflow#72716)
+        task_id="review_gate", retries=1, retry_delay=timedelta(seconds=5), retry_exponential_backoff=False,
+        response_timeout=None, map_index_template="{{ task.subject }}", params=comment_form(),
     ).expand_kwargs(reqs.map(_gate_kwargs))
     gate >> record_approval.expand(request=reqs)
 

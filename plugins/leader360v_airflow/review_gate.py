@@ -15,10 +15,18 @@ that sees both -- as ``reviews/{video_id}/{run}/decision.json`` (tasks/review/ap
 then lets ``ApprovalOperator`` do the rest (Approve: downstream runs; Reject: downstream skipped,
 so no asset event announces the video). A response Airflow reports as an error (a timeout) records
 nothing and fails as ``ApprovalOperator`` does.
+
+A retry of a gate whose answer is already recorded completes from the record without asking the
+person again (:meth:`ReviewGateOperator.execute`): on Airflow 3.3 the scheduler can fail the
+resumed gate on the stale executor event of its deferral after the person answered and the answer
+was recorded ("finished with state success, but the task instance's state attribute is running":
+apache/airflow#72716, #71580, open), which turned the nightly red after a Reject on a fresh
+deployment; the nightly gives the gate one quick retry for this.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -54,6 +62,22 @@ class ReviewGateOperator(ApprovalOperator):
         self.video_id = video_id
         self.run = run
 
+    def execute(self, context) -> Any:
+        answer = self.recorded()
+        if answer is not None:
+            self.log.info("video %s run %s already %s by %s at %s: not asking again", self.video_id, self.run,
+                          answer["decision"], answer.get("by"), answer.get("at"))
+            return super().execute_complete(context=context, event=_event_of(answer, self.APPROVE, self.REJECT))
+        return super().execute(context)
+
+    def recorded(self) -> dict | None:
+        """The person's answer on this run already in the store, if any (the nightly requests the
+        gate only for held runs: a decision there was given to this gate)."""
+        from leader360v_airflow import settings
+        from tasks.review.approval import decision
+
+        return decision(settings.store(), self.video_id, self.run)
+
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         if "error" not in event:
             self.validate_chosen_options(event["chosen_options"])
@@ -74,3 +98,17 @@ class ReviewGateOperator(ApprovalOperator):
         self.log.info("video %s run %s %s by %s at %s%s", self.video_id, self.run, rec["decision"], rec["by"],
                       rec["at"], f": {rec['note']}" if rec["note"] else "")
         return rec
+
+
+def _event_of(answer: dict, approve: str, reject: str) -> dict[str, Any]:
+    """The resume event a recorded answer stands for (``ApprovalOperator.execute_complete``)."""
+    from tasks.review.approval import APPROVED
+
+    at = answer.get("at")
+    try:
+        when = dt.datetime.fromisoformat(at) if at else dt.datetime.now(dt.UTC)
+    except ValueError:
+        when = dt.datetime.now(dt.UTC)
+    return {"chosen_options": [approve if answer["decision"] == APPROVED else reject],
+            "params_input": {COMMENT: answer.get("note") or ""}, "responded_at": when,
+            "responded_by_user": {"id": answer.get("by") or "unknown", "name": answer.get("by") or "unknown"}}

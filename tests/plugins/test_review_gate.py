@@ -101,3 +101,30 @@ def test_an_option_the_gate_does_not_offer_records_nothing(held):
     with pytest.raises(ValueError, match="not in"):
         gate.execute_complete({"task": gate, "ti": mock.Mock(map_index=0)}, _answer("Maybe"))
     assert approval.decision(store, vid, run) is None
+
+
+def test_a_retry_after_the_answer_was_recorded_completes_from_the_record(held):
+    """Airflow 3.3 can fail the resumed gate on a stale executor event after the answer was recorded
+    (apache/airflow#72716): the retry must not ask the person again -- it completes from the
+    record (Reject: downstream skipped again), and records nothing new."""
+    store, vid, run = held
+    gate = _gate_with_downstream(vid, run)
+    gate.execute_complete({"task": gate, "ti": mock.Mock(map_index=0)}, _answer("Reject", "bench labeled as car"))
+    before = approval.decision(store, vid, run)
+    retry = _gate_with_downstream(vid, run)
+    ti = mock.Mock(map_index=0)
+    with mock.patch("airflow.providers.standard.operators.hitl.HITLOperator.execute") as ask:
+        ret = retry.execute({"task": retry, "ti": ti})
+    ask.assert_not_called()                                # nobody is asked again
+    assert ret["chosen_options"] == ["Reject"] and ret["params_input"] == {"comment": "bench labeled as car"}
+    ti.xcom_push.assert_called_once_with(key="skipmixin_key", value={"skipped": ["record_approval"]})
+    assert approval.decision(store, vid, run) == before
+
+
+def test_a_gate_without_a_recorded_answer_asks_the_person(held):
+    store, vid, run = held
+    gate = _gate_with_downstream(vid, run)
+    with mock.patch("airflow.providers.standard.operators.hitl.HITLOperator.execute") as ask:
+        gate.execute({"task": gate, "ti": mock.Mock(map_index=0)})
+    ask.assert_called_once()
+    assert approval.gate_record(store, vid, run)["decision"] == "pending"
