@@ -374,7 +374,8 @@ class FlowTuning(_Section):
     # full_view alone a partial view counted as full for 3-7 frames, refreshing its memory with less
     # of it and giving it a false own motion from its occluder (synthetic handheld, propagator
     # alone: seeds 2/3 0.1 px/frame objects coasted at 3.2/0.9 px/frame, back 30-40 px off after
-    # 20 hidden frames) [issue 10]. 0 disables.
+    # 20 hidden frames) [issue 10]. Only objects not touching when either was first seen count
+    # (pieces of one object touch for good: still seed 3 auto kept a seam split). 0 disables.
     contact_full_view: float = Field(default=0.95, ge=0, le=1)
     contact_share: float = Field(default=0.02, gt=0, le=1)
     # Share of a wholly hidden object's predicted view whose colours must match again for it to be back
