@@ -180,10 +180,29 @@ def test_the_human_gate_waits_for_a_person_and_records_a_rejection(deployment, u
     detail = deployment.get(path)
     assert detail["options"] == ["Approve", "Reject"] and vid in detail["subject"], detail
     assert "comment" in (detail.get("params") or {}), detail
-    deployment.request("PATCH", path, json={"chosen_options": ["Reject"],
-                                            "params_input": {"comment": "the bench is labeled car"}})
+    answered: list[int] = []
 
-    run_state = deployment.wait_for_run(NIGHTLY, "live_gate", timeout=600)
+    def answer_until_done():
+        """The person answers the request in front of them until the run ends: Airflow 3.3 can fail
+        a paused gate on the stale executor event of its deferral and retry it, which asks again
+        (apache/airflow#71580 / #72716, open; seen in fresh-clone CI runs), and a retry whose answer
+        is already recorded completes from the record (review_gate.py)."""
+        run = deployment.run(NIGHTLY, "live_gate")
+        if run["state"] in ("success", "failed"):
+            return run
+        [gate] = [t for t in deployment.task_instances(NIGHTLY, "live_gate")
+                  if (t["task_id"], t["map_index"]) == ("review_gate", 0)]
+        if gate["state"] == "awaiting_input" and gate["try_number"] not in answered:
+            try:
+                deployment.request("PATCH", path, json={"chosen_options": ["Reject"],
+                                                        "params_input": {"comment": "the bench is labeled car"}})
+            except DeploymentError:     # that attempt was failed meanwhile: its retry asks again
+                return None
+            answered.append(gate["try_number"])
+        return None
+
+    run_state = deployment.wait_for("the gated run to finish", answer_until_done, timeout=600, every=2.0)
+    assert 1 <= len(answered) <= 2, answered               # asked at most once more (the gate's one retry)
     states = {(t["task_id"], t["map_index"]): t["state"] for t in deployment.task_instances(NIGHTLY, "live_gate")}
     assert run_state["state"] == "success", states
     assert states[("review_gate", 0)] == "success" and states[("record_approval", 0)] == "skipped", states
