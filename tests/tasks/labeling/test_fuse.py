@@ -77,14 +77,19 @@ def test_flat_nameless_background_is_dropped(cfg):
     assert (objs.idmap[disc] > 0).mean() > 0.8
 
 
+def _sky_over_meadow(rng: np.random.Generator) -> np.ndarray:
+    """A 1024x512 ERP frame: blue sky over a green meadow at the horizon, with a little noise."""
+    frame = np.zeros((512, 1024, 3), np.uint8)
+    frame[:256] = (70, 130, 215)
+    frame[256:] = (80, 140, 50)
+    return np.clip(frame.astype(np.int16) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
+
+
 def _sky_meadow_with_two_green_objects() -> tuple[np.ndarray, list[np.ndarray]]:
     """Blue sky over a green meadow, with two green textured discs in the sky (0.5% of the sphere
     each): what the CPU voters name "tree" (green above the horizon)."""
     rng = np.random.default_rng(1)
-    frame = np.zeros((512, 1024, 3), np.uint8)
-    frame[:256] = (70, 130, 215)
-    frame[256:] = (80, 140, 50)
-    frame = np.clip(frame.astype(np.int16) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
+    frame = _sky_over_meadow(rng)
     yy, xx = np.mgrid[0:512, 0:1024]
     discs = []
     for cx in (300, 700):
@@ -190,10 +195,7 @@ def _meadow_with_a_textured_object_on_it() -> tuple[np.ndarray, np.ndarray, np.n
     grey-green object with a strong grain (what the CPU voters' grass segment covers, so the
     verifier names it "grass"), and a darker flat patch of meadow."""
     rng = np.random.default_rng(1)
-    frame = np.zeros((512, 1024, 3), np.uint8)
-    frame[:256] = (70, 130, 215)
-    frame[256:] = (80, 140, 50)
-    frame = np.clip(frame.astype(np.int16) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
+    frame = _sky_over_meadow(rng)
     yy, xx = np.mgrid[0:512, 0:1024]
     thing = (yy - 290) ** 2 + (xx - 500) ** 2 <= 40 ** 2
     grain = cv2.GaussianBlur(rng.integers(-110, 111, (512, 1024)).astype(np.float32), (3, 3), 0)[..., None]
