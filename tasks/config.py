@@ -600,6 +600,27 @@ class CheckTuning(_Section):
     # back over it, wall J 0.959 -> 0.947, under the 0.95 floor). 0 carries every new track back.
     backfill_change_lab: float = Field(default=20.0, ge=0)
     backfill_change_share: float = Field(default=0.5, ge=0, le=1)
+    # A thing track a refresh grew by at least this share of its mask, taken from the background
+    # (stuff or unlabeled), is carried back too (synthetic handheld seed 3: the bird born at 27
+    # from ~730 of its 1463 px, whole at the keyframe of 30); 1 turns it off [ours, issue 10].
+    backfill_grow_share: float = Field(default=0.2, gt=0, le=1)
+    # A thing track a refresh found at most decay_young_s ago that lost more than decay_share of
+    # its area (solid angle) since the last refresh (or its largest since) triggers a refresh
+    # ("area_decay"): the flow propagator gives a just-found object's rim to the background a few
+    # pixels a frame (synthetic handheld seed 3 bird: 0.054 -> 0.039 of the sphere from the
+    # keyframe of 30 to frame 59, J 0.97 -> 0.71, never half in one check); 1 turns it off
+    # [ours, issue 10].
+    decay_share: float = Field(default=0.15, gt=0, le=1)
+    decay_young_s: float = Field(default=2.0, ge=0)
+    # When the refresh's SDR does not find it (relink keeps its followed mask), the background
+    # pixels within this distance of it that GrabCut gives it go back to it (synthetic handheld
+    # seed 3 bird at 42: inside the fresh sky region; GrabCut gave back 280 px, the same at 4,
+    # 8 or 12 px) [ours, issue 10].
+    decay_regrow_px_at_1024: float = Field(default=8.0, gt=0)
+    # ... not when that leaves it larger than this times its area at the last refresh (or its
+    # largest since): then the band's background went to it too (an object's own size changes
+    # little in 2 s; 1.1 also absorbs the rounding of the areas) [ours].
+    decay_regrow_max_growth: float = Field(default=1.1, ge=1)
 
 
 class PropagateTuning(_Section):

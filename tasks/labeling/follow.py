@@ -141,7 +141,11 @@ class TrackingPass:
     * something appeared (``refine.appear_trigger``): pixels labeled at the previous check, moved
       by the camera rotation since, are unlabeled in a piece of the watched size. The flow
       propagator leaves what no label's motion explains unlabeled; a 0.25%-of-the-frame object
-      stays far above rho, so without this it waited for the next keyframe or another trigger.
+      stays far above rho, so without this it waited for the next keyframe or another trigger;
+    * a young object decays (``checks.decay_share``): a thing track a refresh found within
+      ``decay_young_s`` lost that share of its area since the last refresh, a few pixels a
+      frame (never half in one check). If the fresh SDR misses it, GrabCut gives it back its
+      rim (:meth:`_regrow`).
 
     A coverage drop alone goes to MCR (:mod:`tasks.labeling.mcr`), with the t-1 map moved by the
     camera rotation; otherwise the fresh SDR is re-linked to the current tracks
@@ -150,9 +154,10 @@ class TrackingPass:
     piece of another object is marked ``merged_into`` (the ``refine`` stage then rewrites the
     earlier frames).
 
-    A thing track a refresh creates takes its pixels on the frames held back since
-    (``refine.backfill_s``, :meth:`_backfill`): the unlabeled pixels where its mask, moved back by
-    the camera rotation, was. The frames come out that much later, in order.
+    A thing track a refresh creates, or grows from the background by ``backfill_grow_share``,
+    takes its pixels on the frames held back since (``refine.backfill_s``, :meth:`_backfill`):
+    the unlabeled pixels where its mask, moved back by the camera rotation, was, and those of a
+    stuff region GrabCut gives it. The frames come out that much later, in order.
 
     Camera motion (issue 10 §2): every frame's rotation from the previous one is recorded
     (``camera``); the remembered positions of lost tracks move with it, so re-identification
@@ -188,6 +193,11 @@ class TrackingPass:
         self.rho = self.r0 - rc.tau * self.step
         self.state = RelinkState()
         self.last_areas = track_areas(first, sphere=True)
+        self._ref_areas = dict(self.last_areas)     # each track's area at the last refresh (or max since)
+        self._decay = ct.decay_share
+        self._decay_young = int(round(ct.decay_young_s * fps))
+        self._regrow_px = max(1, int(round(ct.decay_regrow_px_at_1024 * width / 1024)))
+        self._regrow_cap = ct.decay_regrow_max_growth
         self.events: list[dict] = []
         self.checks = 0
         self.coverage_pixel: list[float] = []
@@ -212,6 +222,7 @@ class TrackingPass:
         self._backfill_margin = int(round(ct.backfill_margin_px_at_1024 * width / 1024))
         self._absent_px = max(1, config.min_area(width, config.propagate.min_area_px_at_2048))
         self._backfill_share = ct.backfill_min_share
+        self._backfill_grow = ct.backfill_grow_share
         self._backfill_change = ct.backfill_change_lab
         self._backfill_change_share = ct.backfill_change_share
         self._grabcut_iters = ct.backfill_grabcut_iters
@@ -243,10 +254,10 @@ class TrackingPass:
             elif t > 0 and self._after_gap(t, frame, motion):
                 idm = self._cut(t, frame)
             elif t > 0 and t % self.step == 0:
-                n_events = len(self.events)
+                n_events, before = len(self.events), idm
                 idm = self._check(t, frame, idm, motion)
                 if len(self.events) > n_events:
-                    self._backfill(t, frame, idm, motion, self.events[-1])
+                    self._backfill(t, frame, before, idm, motion, self.events[-1])
             if t == 0 or (motion is not None and motion.ok):
                 self._textured = frame     # the last frame known to carry texture (for _after_gap)
             if t % self.step == self.step - 1 or self.step == 1:
@@ -285,8 +296,14 @@ class TrackingPass:
         self.coverage_sphere.append(round(coverage(h.idmap, "sphere"), 5))
         return h.t, h.frame, h.idmap
 
-    def _backfill(self, t: int, frame: np.ndarray, idm: np.ndarray, motion, event: dict) -> None:
-        """Carry the thing tracks the refresh at ``t`` created back over the held frames.
+    def _backfill(self, t: int, frame: np.ndarray, before: np.ndarray, idm: np.ndarray, motion,
+                  event: dict) -> None:
+        """Carry the thing tracks the refresh at ``t`` created, and those it grew by at least
+        ``backfill_grow_share`` of their mask taken from the background (stuff or unlabeled in
+        ``before``, the map the refresh corrected: a track born from part of an object and made
+        whole later, synthetic handheld seed 3 bird born at 27 from ~730 of its 1463 px, whole at
+        the keyframe of 30), back over the held frames. A grown track's own pixels on a held
+        frame are sure foreground for GrabCut and count in its extent there.
 
         On each held frame, newest first, the track takes the unlabeled pixels where its mask on
         the next frame was, moved back by the camera rotation between the two and widened by
@@ -303,23 +320,35 @@ class TrackingPass:
         a refresh also names pieces of a still scene the propagator followed as part of the
         background all along (real re-shot andes panorama, vehicle path: two 'unknown' pieces
         of the prompted wall at the keyframe, carried back over it: wall J 0.959 -> 0.947).
+        For a grown track the test is on the pixels it gained.
         Records ``event["backfilled"]`` ``{track: frames}`` and moves the track's ``born`` back."""
-        new = [k for k in event.get("new", []) + event.get("created", [])
-               if k in self.tracks and self.tracks[k].isthing]
-        if not new or not self._held or event.get("mode") == "cut":
+        if not self._held or event.get("mode") == "cut":
             return
-        h, w = idm.shape
-        lon, lat = lonlat_axes(h, w)
-        top = max(max(self.tracks, default=0), max(int(held.idmap.max(initial=0)) for held in self._held))
+        top = max(max(self.tracks, default=0), int(before.max(initial=0)), int(idm.max(initial=0)),
+                  max(int(held.idmap.max(initial=0)) for held in self._held))
         isstuff = np.zeros(top + 1, bool)
         for tid, tr in self.tracks.items():
             isstuff[tid] = not tr.isthing
+        created = set(event.get("new", []) + event.get("created", []))
+        gained: dict[int, np.ndarray] = {}
+        if self._backfill_grow < 1.0:
+            backdrop = (before == 0) | isstuff[before]
+            area = np.bincount(idm.ravel(), minlength=top + 1)
+            gain = np.bincount(idm[backdrop], minlength=top + 1)
+            for k in np.flatnonzero((gain >= self._backfill_grow * area) & (area > 0) & ~isstuff).tolist():
+                if k not in created:
+                    gained[k] = backdrop & (idm == k)
+        new = sorted(k for k in created | set(gained) if k in self.tracks and self.tracks[k].isthing)
+        if not new:
+            return
+        h, w = idm.shape
+        lon, lat = lonlat_axes(h, w)
         filled: dict[str, int] = {}
         lab = to_lab(frame) if self._backfill_change > 0 else None
         for k in new:
             mask = idm == k
             rot = motion.rotation if motion is not None and motion.ok else None
-            if lab is not None and not self._appeared_since(mask, lab, rot):
+            if lab is not None and not self._appeared_since(gained.get(k, mask), lab, rot):
                 continue
             frames = 0
             for held in reversed(self._held):
@@ -336,16 +365,19 @@ class TrackingPass:
                 if self._backfill_margin > 0:
                     back = _dilate_wrap(back, self._backfill_margin)
                 take = (back > 0) & (held.idmap == 0)
+                own = (back > 0) & (held.idmap == k)     # a grown track there: its pixels are sure
                 if self._grabcut_iters:
                     under = (back > 0) & isstuff[held.idmap]
                     if under.any():
-                        take |= under & _grabcut(held.frame, back > 0, take, under, self._grabcut_ring,
+                        take |= under & _grabcut(held.frame, back > 0, take | own, under, self._grabcut_ring,
                                                  self._grabcut_iters, self._grabcut_side)
-                if cv2.countNonZero(take.view(np.uint8)) < max(self._absent_px, self._backfill_share * ys.size):
+                extent = take | own
+                if cv2.countNonZero(extent.view(np.uint8)) < max(self._absent_px, self._backfill_share * ys.size) \
+                        or not take.any():
                     break
                 held.idmap = held.idmap.copy()   # the propagator or MCR may hold the array
                 held.idmap[take] = k
-                mask, rot = take, held.rotation
+                mask, rot = extent, held.rotation
                 frames += 1
                 self.tracks[k].born = min(self.tracks[k].born, held.t)
             if frames:
@@ -438,6 +470,13 @@ class TrackingPass:
                    if a >= self.min_area and areas.get(k, 0) < (1 - rc.area_drop) * a]
         if dropped:
             reasons.append("area_drop")
+        # a young refresh-found object losing its pixels one by one to the background: no single
+        # check sees half of it go, so without this it waited for the next keyframe
+        decayed = [k for k, ref in self._ref_areas.items()
+                   if ref >= self.min_area and k not in dropped and self._young(k, t)
+                   and areas.get(k, 0) < (1 - self._decay) * ref] if self._decay < 1 else []
+        if decayed:
+            reasons.append("area_decay")
         if self.key_every and t % self.key_every == 0:
             reasons.append("keyframe")
         appeared = self._appeared_area(idm) if self.appear_min > 0 else 0.0
@@ -476,14 +515,65 @@ class TrackingPass:
                          coverage_after=round(coverage(idm, rc.coverage), 4), dropped_tracks=dropped)
             if "appeared" in reasons:
                 event["appeared_area"] = int(appeared)
+            regrow = [k for k in decayed if k in event.get("kept", [])]
+            if regrow and self._grabcut_iters:
+                idm = self._regrow(frame, idm, regrow, event)
             self.events.append(event)
             self.counter.reset(frame, idm)
             self.counter.forget(t_piece for t_piece, _, _ in event.get("merged", []))
             areas = track_areas(idm, sphere=True)
         remember(self.state, idm, lab, t, self.tracks)
+        if reasons:              # a refresh sets what a young track's decay is measured from
+            self._ref_areas = dict(areas)
+        else:
+            for k, a in areas.items():
+                self._ref_areas[k] = max(self._ref_areas.get(k, 0.0), a)
+        if decayed:
+            self.events[-1]["decayed_tracks"] = decayed
         self.last_areas = areas
         self._after_check(idm)
         return idm
+
+    def _regrow(self, frame: np.ndarray, idm: np.ndarray, ks: list[int], event: dict) -> np.ndarray:
+        """Give back to each decayed young track the fresh SDR did not find (relink kept its
+        followed mask) the background pixels around it GrabCut (:func:`_grabcut`) gives it: its
+        mask sure foreground, the stuff or unlabeled pixels within ``decay_regrow_px_at_1024``
+        of it probable foreground. The SDR misses a small object against a busy background
+        (synthetic handheld seed 3 bird at 42, inside the sky's fresh region), so the refresh
+        alone would keep the eroded mask. Not taken when it would leave the track larger than
+        ``decay_regrow_max_growth`` times its area at the last refresh (the band's background
+        mistaken for the object).
+        Records ``event["regrown"]`` ``{track: pixels}``."""
+        top = max(max(self.tracks, default=0), int(idm.max(initial=0)))
+        isstuff = np.zeros(top + 1, bool)
+        for tid, tr in self.tracks.items():
+            isstuff[tid] = not tr.isthing
+        rw = row_solid_angles(*idm.shape)
+        rw = rw / rw.max()
+        out = idm
+        for k in ks:
+            mask = out == k
+            if not mask.any():
+                continue
+            band = _dilate_wrap(mask.view(np.uint8), self._regrow_px) > 0
+            unsure = band & ~mask & ((out == 0) | isstuff[out])
+            if not unsure.any():
+                continue
+            fg = _grabcut(frame, band, mask, unsure, self._grabcut_ring, self._grabcut_iters, self._grabcut_side)
+            if not fg.any():
+                continue
+            ys = np.nonzero(mask | fg)[0]
+            if float(rw[ys].sum()) > self._regrow_cap * self._ref_areas.get(k, 0.0):
+                continue
+            out = out.copy() if out is idm else out
+            out[fg] = k
+            event.setdefault("regrown", {})[str(k)] = int(np.count_nonzero(fg))
+        return out
+
+    def _young(self, k: int, t: int) -> bool:
+        """A thing track a refresh found (not a prompt, not frame 0) at most ``decay_young_s`` ago."""
+        tr = self.tracks.get(k)
+        return tr is not None and tr.isthing and tr.active and tr.origin == "refine" and t - tr.born <= self._decay_young
 
     def _after_check(self, idm: np.ndarray) -> None:
         """What the appearance trigger compares the next check with: this check's unlabeled pixels."""

@@ -310,6 +310,123 @@ def test_a_piece_of_the_still_scene_a_refresh_names_afresh_is_not_carried_back()
     assert all((out[t] == followed[t]).all() for t in range(6)) and ((out[6] == k) == (truth[6] == 4)).all()
 
 
+@pytest.mark.parametrize("grow", [0.2, 1.0])
+def test_a_track_a_refresh_completes_is_carried_back_whole(grow):
+    """The refresh of frame 6 finds the left half of the box only (the rest it gives the grass);
+    the keyframe of frame 9 sees it whole: the track's gain, taken from the grass, is carried
+    back over the held frames, where its own half is sure foreground and GrabCut gives it the
+    yellow half the grass held, down to frame 4 where the box appeared. With
+    backfill_grow_share 1 the held frames keep the half."""
+    frames, truth, followed, motions = appearing(12, at=4)
+    box = truth[6] == 4
+    half = box & (np.arange(W)[None, :] < 45)
+    calls = []
+
+    def annotate(rgb):
+        calls.append(1)
+        return sdr_with_box(np.where(box & ~half, 2, truth[6]).astype(np.uint16)) if len(calls) == 1 \
+            else sdr_with_box(truth[9])
+
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.6,
+                                           "propagate.tuning.checks.backfill_grow_share": grow})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks,
+                      propagator=FakePropagator(followed, motions, still=True), annotate=annotate)
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    assert [(e["frame"], e["trigger"]) for e in tp.events] == [(6, ["appeared"]), (9, ["keyframe"])]
+    (k,) = tp.events[0]["new"]
+    assert tracks[k].born == 4 and tp.events[0]["backfilled"] == {str(k): 2}
+    for t in range(9, 12):
+        assert ((out[t] == k) == box).all()
+    if grow < 1:
+        assert tp.events[1]["backfilled"] == {str(k): 5}
+        for t in range(9):
+            assert ((out[t] == k) == (box & (t >= 4))).all()
+    else:
+        assert "backfilled" not in tp.events[1]
+        assert all(((out[t] == k) == half).all() for t in (6, 7, 8))
+        assert all((out[t][box & ~half] == 2).all() for t in (6, 7, 8))
+
+
+class ErodingPropagator(FakePropagator):
+    """Follows the map it was reset to, giving one more column of the box (id ``k``) to the
+    grass each frame: the flow propagator handing a just-found object's rim to the background a
+    few pixels a frame."""
+
+    def __init__(self, maps, k):
+        super().__init__(maps)
+        self.k = k
+
+    def reset(self, frame, idmap):
+        super().reset(frame, idmap)
+        if self.t:
+            self.held = idmap.copy()
+
+    def step(self, frame):
+        self.t += 1
+        if self.held is None:
+            return self.maps[self.t].copy()
+        cols = np.flatnonzero((self.held == self.k).any(axis=0))
+        if cols.size:
+            col = self.held[:, cols[0]]
+            col[col == self.k] = 2
+        return self.held.copy()
+
+
+@pytest.mark.parametrize("decay,young_s,refreshes", [(0.15, 2.0, [6, 9, 12]), (1.0, 2.0, [6]),
+                                                      (0.15, 0.3, [6])])
+def test_a_young_object_losing_its_rim_frame_by_frame_is_refreshed(decay, young_s, refreshes):
+    """Keyframes off. The box the appearance trigger finds at frame 6 then loses a column (10% of
+    it) to the grass every frame: never half in one check (area_drop stays quiet), 30% by the
+    next check, so the decay trigger refreshes it whole at every check; the frame-0 ball does
+    not count (not young), nor the box once older than decay_young_s (born at 4: 0.3 s is 4
+    frames), nor with decay_share 1."""
+    frames, truth, followed, _ = appearing(14, at=4)
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0,
+                                           "propagate.tuning.checks.decay_share": decay,
+                                           "propagate.tuning.checks.decay_young_s": young_s})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks, propagator=ErodingPropagator(followed, 4),
+                      annotate=lambda rgb: sdr_with_box(truth[6]))
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    assert [e["frame"] for e in tp.events] == refreshes and tp.events[0]["new"] == [4]
+    for e in tp.events[1:]:
+        assert e["trigger"] == ["area_decay"] and e["decayed_tracks"] == [4]
+    box = truth[6] == 4
+    for t in refreshes:
+        assert ((out[t] == 4) == box).all()
+    # without the trigger 7 of its 10 columns are grass by frame 13 (area_drop waits for half in a check)
+    assert (out[13][box] == 4).mean() == pytest.approx(0.9 if refreshes != [6] else 0.3)
+
+
+@pytest.mark.parametrize("regrow_px", [16.0, 4.0])
+def test_a_decayed_young_object_the_refresh_misses_gets_its_rim_back_by_colour(regrow_px):
+    """As above, but the SDR of the decay refresh at frame 9 does not find the box (the grass's
+    fresh region covers it, as the sky's did the seed 3 bird): relink keeps the eroded box, and
+    GrabCut gives it back the yellow columns within decay_regrow_px_at_1024 of it (16: 4 px at
+    256 px, all three; 4: 1 px, one), none of the grass."""
+    frames, truth, followed, _ = appearing(11, at=4)
+    calls = []
+
+    def annotate(rgb):
+        calls.append(1)
+        return sdr_with_box(truth[6]) if len(calls) == 1 else sdr_of(np.where(truth[6] == 4, 2, truth[6]))
+
+    tracks = tracks3()
+    cfg = PipelineConfig().with_overrides({"refine.keyframe_interval_s": 0.0,
+                                           "propagate.tuning.checks.decay_regrow_px_at_1024": regrow_px})
+    tp = TrackingPass(cfg, fps=15.0, first=truth[0], tracks=tracks, propagator=ErodingPropagator(followed, 4),
+                      annotate=annotate)
+    out = {t: m for t, _, m in tp.run(ListFrames(frames, fps=15.0))}
+    assert [(e["frame"], e["trigger"]) for e in tp.events] == [(6, ["appeared"]), (9, ["area_decay"])]
+    assert 4 in tp.events[1]["kept"]
+    box = truth[6] == 4
+    back = 3 if regrow_px > 4 else 1
+    assert tp.events[1]["regrown"] == {"4": 8 * back}
+    cols = np.flatnonzero(box.any(axis=0))
+    assert ((out[9] == 4) == (box & (np.arange(W)[None, :] >= cols[3 - back]))).all()
+
+
 def test_a_new_track_is_not_carried_back_across_a_cut():
     """A cut at frame 5 re-proposes the scene (the box there unlabeled: nothing named it); the
     box the keyframe refresh of frame 6 finds is carried back to frame 5, the first of the new
