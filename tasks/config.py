@@ -151,6 +151,15 @@ class ProposeConfig(_Section):
     # lower rotation consistency (0.993 -> 0.975) and congo roll equivariance (0.973 -> 0.950);
     # at 60 the real rows are unchanged (bench_real auto, 0030/andes, congo) [issue 10].
     split_mixed_de: float = Field(default=60.0, ge=0)
+    # A flat region (colour std under texture_floor) and a textured one at least this many times
+    # as varied cost one merge threshold more (0 = off): a textured object coloured like the sky
+    # differs from it by texture alone. Handheld synthetic seed 1: the blue third of a
+    # photo-textured bird near the pole (std 13.3 vs the sky's 2.8, CIELAB 9.6 away) joined the
+    # sky at cost 15.4 < 20 and 35% of the bird was sky for 28 frames. Off: at 3 handheld auto seed
+    # 1 went 0.9227 -> 0.9342 but seed 2 0.9264 -> 0.9174 (a sky+petal strip cut loose from the
+    # sky joined the seam flower, precision 0.98 -> 0.80), and the real pannellum frame was re-cut
+    # (9 -> 11 entities, a "sky" piece by the horizon detached as an object) [issue 10].
+    flat_textured_ratio: float = Field(default=0.0, ge=0)
     # Colour spread (CIELAB std) under which a region counts as flat: textured
     # surfaces may differ more between their own fragments [issue 10: "fragments of one
     # surface are one track"].
@@ -339,6 +348,14 @@ class SdrConfig(_Section):
     # against 16) and lost for the clip [issue 10]; 0 turns it off.
     detach_color: float = Field(default=20.0, ge=0)
     detach_texture_ratio: float = Field(default=2.0, ge=0)
+    # ... and one unlike its class by at least unlike_join_color (under the texture ratio) that
+    # shares at least unlike_join_border of its border with textured pieces of an object (islands,
+    # nameless entities; join_min_texture) is more of that object (tasks.labeling.fuse.unlike_pieces;
+    # a border share over 1 turns it off). Handheld synthetic seed 3: the white third of a frisbee
+    # named "sky" (CIELAB 76 from the sky, std 1.8 x its, 40% of its border on the frisbee's other
+    # part) went to the sky object; horizon strips (CIELAB 69 / 33, 18% / 49%) stay stuff [issue 10].
+    unlike_join_color: float = Field(default=60.0, ge=0)
+    unlike_join_border: float = Field(default=0.3, ge=0)
     # The voters whose stuff classes are guesses from colour and latitude (tasks.backends.scene_prior):
     # the island and detach rules above apply only when every voter of the frame is one of these.
     # Learned panoptic voters name the things themselves, and there a lone real tree the vote

@@ -68,7 +68,7 @@ def _entity(config: PipelineConfig, store=None) -> EntitySegmentor:
                                      compactness=pc.slic_compactness,
                                      threshold=pc.sphere_merge_threshold, texture_floor=pc.texture_floor,
                                      min_fraction=pc.min_object_fraction, max_regions=pc.max_objects,
-                                     split_mixed_de=pc.split_mixed_de)
+                                     split_mixed_de=pc.split_mixed_de, flat_textured_ratio=pc.flat_textured_ratio)
     if name == "superpixel":
         from tasks.backends.superpixel import SuperpixelEntitySegmentor
 
