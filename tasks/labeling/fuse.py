@@ -216,10 +216,12 @@ def unlike_pieces(props: FrameProposals, labels: dict[int, EntityLabel], joins: 
     an island of its own, so that :func:`unknown_groups` joins it to that object.
 
     An entity unlike its class is no part of the expanse; touching a piece of an object, it is
-    more of that object. Handheld synthetic seed 3: the white third of a photo-textured frisbee
-    in the sky was named "sky" by the verifier (CIELAB 76 from the voted sky, std 35.6 = 1.8 x
-    the sky's, under the 2.0 of a detached island on its own) and went to the sky object while
-    its other two thirds, a "tree" island, were the frisbee (frame-0 IoU 0.66) [issue 10].
+    more of that object. Handheld synthetic seed 3, decoded frame 0: the white third of a
+    photo-textured frisbee in the sky was named "sky" by the verifier (CIELAB 76 from the voted
+    sky, std 35.6 = 1.8 x the sky's, under the 2.0 of a detached island on its own) and went to
+    the sky object while its other two thirds, a "tree" island, were the frisbee (IoU 0.66 ->
+    0.93). In the tracking pass: handheld auto seed 2 0.9264 -> 0.9316 (an appearing clock kept
+    such a piece at its refreshes), prompts seed 2 0.9508 -> 0.9554 [issue 10].
     Only pieces clinging to a textured object are taken: alone, a piece unlike the sky (a bright
     cloud) stays sky, and so do the strips along the horizon, half sky half grass, that touch an
     object at one end (seed 2: CIELAB 69 from the sky, 18% of the border on the animal; seed 3:
