@@ -414,6 +414,23 @@ class FlowTuning(_Section):
     # grows with the frames out of full view (to ~50 px) and the best of ~50 places was a sliver of
     # matching colours 25 px off: the object came back there (synthetic handheld seed 3) [issue 10].
     reacquire_prior: float = Field(default=0.5, ge=0)
+    # The search scans shifts this many px apart (at 1024 columns, scaled; 0: a third of the reach, as
+    # before), on at most reacquire_scan_points of the remembered view's points, then refines at 1 px.
+    # A third of the reach was up to 17 px, and a photo-textured object's match falls off within a few
+    # px: the animal coming out from behind the signboard 20 px off its prediction (synthetic handheld
+    # seed 2) scored as chance at the grid's places and stayed lost for 7 frames [issue 10].
+    reacquire_scan_px: float = Field(default=0.0, ge=0)
+    reacquire_scan_points: int = Field(default=400, ge=16)
+    # Points count as matching only where the object can show: unlabeled, background (stuff), the
+    # object itself or pixels the motion is unsure of -- not another object's sure pixels (it is in
+    # front there: the occluder's colours matched a textured object's on ~10% of its points at the
+    # predicted place, as much as the real sliver coming out 20 px away). The chance level of the
+    # significance test stays the share matching on any pixel [issue 10].
+    # Both off by default (scan_px 0, open_only False: the earlier search, unchanged). With scan_px 3
+    # and open_only true: synthetic handheld auto 4 seeds 0.9249 -> 0.9272 (seed 2 0.9264 -> 0.9350,
+    # seed 0 0.9291 -> 0.9259), prompts 0.9441 -> 0.9472, real prompted (pannellum, 360vot_0115)
+    # unchanged; but still-camera seed 3 auto gets a seam split again (flower, 0 -> 1), so not on yet.
+    reacquire_open_only: bool = False
     # CIELAB distance under which a pixel matches the remembered colour at that point.
     color_match: float = Field(default=18.0, gt=0)
     # Points kept of an object's full view (subsampled: enough to re-find it, bounded memory).
