@@ -57,16 +57,25 @@ def evaluate(pred: Path, gt: Path) -> dict:
     return json.loads(pred.with_name("evaluation.json").read_text())
 
 
+def data_dir() -> Path:
+    return Path(os.environ.get("LEADER360V_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
 def photos() -> list[Path]:
-    data = Path(os.environ.get("LEADER360V_SHARED_DATA", REPO.parent / "shared" / "data"))
+    data = data_dir()
     return sorted((data / "erp_images").glob("*.jpg")) + sorted((data / "360vot_samples").glob("*.jpg"))
 
 
 def render_moving(clip: Path, seed: int, width: int, camera: str, use_photos: bool) -> None:
     from tasks.synth import render_clip
 
-    render_clip(clip, seed=seed, width=width, camera=camera, photos=(photos() or None) if use_photos else None,
-                progress=False)
+    found = photos() if use_photos else []
+    if use_photos and not found:
+        # the published rows are photo-textured: falling back to flat colours in silence gave a
+        # worktree's run numbers that look comparable and are not (seed 2 auto 0.82 vs 0.93)
+        sys.exit(f"bench_quality: no real photos under {data_dir()} (erp_images/, 360vot_samples/): "
+                 "set LEADER360V_SHARED_DATA to the shared data folder, or pass --no-photos")
+    render_clip(clip, seed=seed, width=width, camera=camera, photos=found or None, progress=False)
 
 
 def warp_independent(clip: Path, gt_path: Path, out: Path) -> Path:
