@@ -326,9 +326,7 @@ class TrackingPass:
             return
         top = max(max(self.tracks, default=0), int(before.max(initial=0)), int(idm.max(initial=0)),
                   max(int(held.idmap.max(initial=0)) for held in self._held))
-        isstuff = np.zeros(top + 1, bool)
-        for tid, tr in self.tracks.items():
-            isstuff[tid] = not tr.isthing
+        isstuff = self._stuff_lut(top)
         created = set(event.get("new", []) + event.get("created", []))
         gained: dict[int, np.ndarray] = {}
         if self._backfill_grow < 1.0:
@@ -544,10 +542,7 @@ class TrackingPass:
         ``decay_regrow_max_growth`` times its area at the last refresh (the band's background
         mistaken for the object).
         Records ``event["regrown"]`` ``{track: pixels}``."""
-        top = max(max(self.tracks, default=0), int(idm.max(initial=0)))
-        isstuff = np.zeros(top + 1, bool)
-        for tid, tr in self.tracks.items():
-            isstuff[tid] = not tr.isthing
+        isstuff = self._stuff_lut(int(idm.max(initial=0)))
         rw = row_solid_angles(*idm.shape)
         rw = rw / rw.max()
         out = idm
@@ -569,6 +564,13 @@ class TrackingPass:
             out[fg] = k
             event.setdefault("regrown", {})[str(k)] = int(np.count_nonzero(fg))
         return out
+
+    def _stuff_lut(self, top: int) -> np.ndarray:
+        """Indexed by track id (any id up to ``top`` and every known track): whether it is stuff."""
+        isstuff = np.zeros(max(top, max(self.tracks, default=0)) + 1, bool)
+        for tid, tr in self.tracks.items():
+            isstuff[tid] = not tr.isthing
+        return isstuff
 
     def _young(self, k: int, t: int) -> bool:
         """A thing track a refresh found (not a prompt, not frame 0) at most ``decay_young_s`` ago."""
