@@ -5,6 +5,7 @@ import pytest
 
 from tasks.backends.flow import FlowPropagator
 from tasks.synth import build_scene, render_frames
+from tests.support.occlusion import occluded_object_frames
 
 
 def scene_frames(seed=3, seconds=1.0, fps=10, width=512, objects=5):
@@ -456,27 +457,6 @@ def test_a_small_still_object_is_not_taken_for_a_moving_one(shared_data, tmp_pat
     assert min(js) >= 0.97, np.round(js, 3)
 
 
-def _occluded_object_js(shared_data, seed):
-    """Per frame after the first, the spherical J of the benchmark's occluded object on its
-    photo-textured handheld clip (frames as rendered, propagator alone at the pipeline's working
-    width; 1.0 where neither has a pixel of it), and its true area in pixels."""
-    from tasks.synth.look import load_photos
-
-    photos = load_photos(sorted((shared_data / "erp_images").glob("*.jpg"))
-                         + sorted((shared_data / "360vot_samples").glob("*.jpg")))
-    sc = build_scene(seconds=4.0, fps=15, width=1024, seed=seed, camera="handheld", photos=photos)
-    k = sc.roles["occluded"][0]
-    frames = list(render_frames(sc))
-    p = FlowPropagator(512)
-    p.reset(*frames[0])
-    js, gt_a = [], []
-    for rgb, gt in frames[1:]:
-        out = p.step(rgb)
-        js.append(spherical_iou(out == k, gt == k) if (gt == k).any() or (out == k).any() else 1.0)
-        gt_a.append(int((gt == k).sum()))
-    return np.array(js), np.array(gt_a)
-
-
 @pytest.mark.slow
 def test_an_object_coming_out_from_behind_another_is_followed_again(shared_data):
     """Issue 10: photo-textured synthetic clip through a handheld camera (the benchmark's seed 2):
@@ -488,7 +468,7 @@ def test_an_object_coming_out_from_behind_another_is_followed_again(shared_data)
     benchmark's H.264 clip, propagator alone, the animal's mean J went 0.32 -> 0.71; here (frames
     as rendered) the mean J is >= 0.6 and it is back within 5 frames of showing a quarter of itself
     (before: the assertion fails)."""
-    js, gt_a = _occluded_object_js(shared_data, seed=2)
+    gt_a, _, js = occluded_object_frames(shared_data, 2)
     hidden = np.flatnonzero(gt_a == 0)
     assert hidden.size, "the clip must hide the object"
     after = np.arange(hidden[-1] + 1, len(gt_a))
@@ -505,7 +485,7 @@ def test_an_object_going_behind_another_is_not_given_the_occluders_motion(shared
     propagate.tuning.flow.contact_full_view of its solid angle before the contact. Photo-textured
     handheld clip (the benchmark's seed 1, frames as rendered), propagator alone: once a quarter of
     the animal is out again its mean spherical J was 0.85 before the rule (a862509^), 0.98 with it."""
-    js, gt_a = _occluded_object_js(shared_data, seed=1)
+    gt_a, _, js = occluded_object_frames(shared_data, 1)
     hidden = np.flatnonzero(gt_a == 0)
     assert hidden.size, "the clip must hide the object"
     assert (js[hidden] == 1.0).all(), "no pixel of it while it is wholly hidden"

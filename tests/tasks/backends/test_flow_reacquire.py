@@ -3,33 +3,8 @@
 import numpy as np
 import pytest
 
-from tasks.backends.flow import FlowPropagator
 from tasks.config import FlowTuning
-from tasks.geometry.erp import spherical_iou
-from tasks.synth import build_scene, render_frames
-
-
-def _animal_behind_the_signboard(shared_data, tuning):
-    """The benchmark's seed-2 handheld clip (photo-textured, frames as rendered), propagator alone
-    at the pipeline's working width: per frame after the first, the occluded object's pixels in
-    the truth and in the output, and its spherical J (1.0 where neither has a pixel of it)."""
-    from tasks.synth.look import load_photos
-
-    photos = load_photos(sorted((shared_data / "erp_images").glob("*.jpg"))
-                         + sorted((shared_data / "360vot_samples").glob("*.jpg")))
-    sc = build_scene(seconds=4.0, fps=15, width=1024, seed=2, camera="handheld", photos=photos)
-    k = sc.roles["occluded"][0]
-    frames = list(render_frames(sc))
-    p = FlowPropagator(512, tuning=tuning)
-    p.reset(*frames[0])
-    gt_a, pr_a, js = [], [], []
-    for rgb, gt in frames[1:]:
-        out = p.step(rgb)
-        g, o = gt == k, out == k
-        gt_a.append(int(g.sum()))
-        pr_a.append(int(o.sum()))
-        js.append(spherical_iou(o, g) if g.any() or o.any() else 1.0)
-    return np.array(gt_a), np.array(pr_a), np.array(js)
+from tests.support.occlusion import occluded_object_frames
 
 
 @pytest.mark.slow
@@ -48,7 +23,7 @@ def test_an_object_coming_out_off_its_prediction_is_found_as_it_comes_out(shared
     0.879; no pixel of it while it is wholly hidden, with either. (Opt-in: see
     FlowTuning.reacquire_open_only for why it is not on yet.)"""
     tuning = FlowTuning(reacquire_scan_px=3.0, reacquire_open_only=True)
-    gt_a, pr_a, js = _animal_behind_the_signboard(shared_data, tuning)
+    gt_a, pr_a, js = occluded_object_frames(shared_data, 2, tuning)
     gone = np.flatnonzero(gt_a == 0)
     assert gone.size >= 5, "the clip must hide the object"
     assert (pr_a[gone] == 0).all(), pr_a[gone]
