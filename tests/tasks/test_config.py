@@ -94,8 +94,8 @@ def _other_value(value):
         return [not value]
     if isinstance(value, int):
         return [value + 4, value - 4, value * 2, value + 1]
-    if isinstance(value, float):
-        return [value * 1.1, value * 0.9, value + 0.01, value - 0.01, 0.5]
+    if isinstance(value, float):     # a setting off at 0.0 (e.g. propose.flat_textured_ratio): no scaling
+        return [v for v in (value * 1.1, value * 0.9, value + 0.01, value - 0.01, 0.5) if v != value]
     return []
 
 
