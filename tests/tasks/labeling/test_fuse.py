@@ -13,6 +13,7 @@ from tasks.labeling.sdr import annotate_frame
 from tasks.video.frames import iter_frames
 from tasks.video.framestore import decode_jpeg, encode_jpeg
 from tasks.video.probe import probe
+from tests.support.real_images import real_erp
 
 CONGO = "erp_video/gvr_congo_stereo_topbottom_1920x1080_10s.mp4"
 
@@ -28,14 +29,6 @@ def _congo_frame0(shared_data, cfg) -> np.ndarray:
     return decode_jpeg(encode_jpeg(rgb, cfg.video.jpeg_quality))
 
 
-def _image(shared_data, rel: str) -> np.ndarray:
-    bgr = cv2.imread(str(shared_data / rel))
-    if bgr.shape[0] == bgr.shape[1]:        # top-bottom stereo: the top eye
-        bgr = bgr[: bgr.shape[0] // 2]
-    return np.ascontiguousarray(cv2.cvtColor(cv2.resize(bgr, (1024, 512), interpolation=cv2.INTER_AREA),
-                                             cv2.COLOR_BGR2RGB))
-
-
 @pytest.fixture(scope="module")
 def cfg():
     return PipelineConfig()
@@ -46,7 +39,7 @@ def cfg():
 def test_real_frame_is_covered(shared_data, cfg, name):
     # before: congo frame 0 0.10 (one 0.90-of-the-sphere region, vote IoU just under 0.5, dropped
     # whole), pannellum 0.44, 0098 0.49; measured after: 1.00 on each
-    rgb = _congo_frame0(shared_data, cfg) if name == "congo" else _image(shared_data, name)
+    rgb = _congo_frame0(shared_data, cfg) if name == "congo" else real_erp(shared_data / name)
     objs = annotate_frame(rgb, cfg, build_backends(cfg))
     assert coverage(objs.idmap, "sphere") >= 0.9
     assert objs.stats["dropped_unknown_background"] == 0
@@ -55,7 +48,7 @@ def test_real_frame_is_covered(shared_data, cfg, name):
 
 
 def test_voter_agreed_parts_of_a_large_unnamed_region_get_their_class(shared_data, cfg):
-    rgb = _image(shared_data, "360vot_samples/0098_000193.jpg")
+    rgb = real_erp(shared_data / "360vot_samples/0098_000193.jpg")
     objs = annotate_frame(rgb, cfg, build_backends(cfg))
     assert objs.stats["voter_named_parts"] >= 1
     parts = [p for o in objs.objects.values() for p in o["provenance"]["parts"] if p["label_how"] == "voter_parts"]
@@ -151,7 +144,7 @@ def test_islands_are_a_rule_for_colour_named_stuff_only(cfg):
 
 
 def test_lone_trees_on_a_real_frame_are_objects_and_the_meadow_stays_stuff(shared_data, cfg):
-    rgb = _image(shared_data, "360vot_samples/0115_000216.jpg")
+    rgb = real_erp(shared_data / "360vot_samples/0115_000216.jpg")
     objs = annotate_frame(rgb, cfg, build_backends(cfg))
     islands = [o for o in objs.objects.values() if any("island_of" in p for p in o["provenance"]["parts"])]
     assert islands and all(o["isthing"] and o["category"] == "unknown" for o in islands)
@@ -237,7 +230,7 @@ def test_real_stuff_pieces_stay_with_their_class(shared_data, cfg, name):
     from tasks.labeling.proposals import propose_frame
     from tasks.labeling.vote import label_entities
 
-    rgb = _image(shared_data, name)
+    rgb = real_erp(shared_data / name)
     props = propose_frame(rgb, cfg, build_backends(cfg))
     labels, _ = label_entities(props, cfg, build_backends(cfg), frame=rgb)
     assert unlike_their_class(props, labels, cfg) == set()

@@ -10,6 +10,7 @@ from tasks.config import PipelineConfig
 from tasks.labeling.fuse import absorb_fragments, fuse, stuff_islands, unlike_pieces
 from tasks.labeling.proposals import FrameProposals
 from tasks.labeling.vote import EntityLabel
+from tests.support.real_images import real_erp
 
 SKY, GRASS = [156.0, 134.0, 79.0], [135.0, 89.0, 168.0]     # 8-bit OpenCV Lab, the seed-3 clip's
 
@@ -87,22 +88,12 @@ def test_a_flat_piece_is_not_taken(cfg):
     assert 4 not in unlike_pieces(props, labels, joins, islands, cfg)
 
 
-def _real(shared_data, rel: str) -> np.ndarray:
-    import cv2
-
-    bgr = cv2.imread(str(shared_data / rel))
-    if bgr.shape[0] == bgr.shape[1]:        # top-bottom stereo: the top eye
-        bgr = bgr[: bgr.shape[0] // 2]
-    return np.ascontiguousarray(cv2.cvtColor(cv2.resize(bgr, (1024, 512), interpolation=cv2.INTER_AREA),
-                                             cv2.COLOR_BGR2RGB))
-
-
 def _real_pieces(shared_data, rel: str, cfg):
     from tasks.backends import build_backends
     from tasks.labeling.proposals import propose_frame
     from tasks.labeling.vote import label_entities
 
-    rgb = _real(shared_data, rel)
+    rgb = real_erp(shared_data / rel)
     props = propose_frame(rgb, cfg, build_backends(cfg))
     labels, _ = label_entities(props, cfg, build_backends(cfg), frame=rgb)
     joins = absorb_fragments(props, labels, cfg)
